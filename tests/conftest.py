@@ -1,0 +1,36 @@
+"""Shared fixtures. Tests never reach the Hugging Face Hub."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from local_datasets import make_local_dataset  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_torch():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def image_dataset(tmp_path_factory):
+    """A three-episode dataset with one 32x32 camera, 2-D state and 2-D action."""
+    return make_local_dataset(tmp_path_factory.mktemp("datasets") / "image")
+
+
+@pytest.fixture(scope="session")
+def env_state_dataset(tmp_path_factory):
+    """A camera-less dataset: 4-D environment state, 3-D state, 3-D action."""
+    return make_local_dataset(
+        tmp_path_factory.mktemp("datasets") / "env",
+        cameras=(),
+        state_dim=3,
+        action_dim=3,
+        env_state_dim=4,
+        episode_lengths=(20, 24, 18, 22),
+    )
