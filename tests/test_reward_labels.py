@@ -169,6 +169,7 @@ def test_dense_rewards_never_overshoot_neighbours_and_hold_through_resets(episod
             assert values[x1] == np.float32(y1)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # scipy, on tiny secants
 @PROPERTY_SETTINGS
 @given(labelled_episodes(max_step_down=0.45))
 def test_dense_rewards_match_scipy_pchip_without_resets(episode):
