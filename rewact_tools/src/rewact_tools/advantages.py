@@ -1,0 +1,148 @@
+"""N-step advantages on pi*0.6 returns, their binarisation, and the advantages parquet (SPEC §4.5).
+
+Everything is in the normalised return scale of §4.3: rewards are divided by L_max - 1 of their
+task, and a RewACT value v in [0, 1] is the normalised value v - 1 in [-1, 0].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rewact_tools.outcomes import write_atomically
+from rewact_tools.returns import FRAME_COLUMNS, check_frame_table, pistar_returns
+
+ADVANTAGE_COLUMNS = (*FRAME_COLUMNS, "value", "return", "advantage", "positive")
+_FLOAT_COLUMNS = ("value", "return", "advantage")
+
+
+def n_step_advantage(
+    rewards: np.ndarray, values: np.ndarray, n_steps: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """N-step targets and advantages of one episode, frames in order.
+
+    target_t = sum_{k<N} r_{t+k} + V(s_{t+N}) and A_t = target_t - V(s_t). A window that reaches the
+    episode end sums every remaining reward, the terminal one included, and bootstraps with 0.
+    `n_steps=None` (or >= the episode length) gives the Monte-Carlo advantage.
+    """
+    rewards, values = np.asarray(rewards, dtype=float), np.asarray(values, dtype=float)
+    if rewards.shape != values.shape or rewards.ndim != 1:
+        raise ValueError(f"rewards and values must be 1-D of equal length, got {rewards.shape}, {values.shape}")
+    if n_steps is not None and n_steps < 1:
+        raise ValueError(f"n_steps must be a positive integer or None, got {n_steps}")
+    length = len(rewards)
+    horizon = length if n_steps is None else min(n_steps, length)
+    # With G_t the reward-to-go (G_T = 0): sum_{k<N} r_{t+k} = G_t - G_{t+N}.
+    reward_to_go = np.append(np.cumsum(rewards[::-1])[::-1], 0.0)
+    bootstrap_values = np.append(values, 0.0)
+    window_end = np.minimum(np.arange(length) + horizon, length)
+    targets = reward_to_go[:length] - reward_to_go[window_end] + bootstrap_values[window_end]
+    return targets, targets - values
+
+
+def task_thresholds(advantages: pd.Series, tasks: pd.Series, positive_fraction: float) -> dict[int, float]:
+    """Per task, the (1 - positive_fraction) quantile of its advantages: `advantage > threshold`
+    then marks that fraction of the task's frames positive (up to ties and rounding to whole frames).
+
+    Per task, because tasks differ in length and difficulty, so their advantages differ in scale.
+    """
+    if not 0.0 < positive_fraction < 1.0:
+        raise ValueError(f"positive_fraction must be strictly between 0 and 1, got {positive_fraction}")
+    quantiles = advantages.groupby(tasks.to_numpy()).quantile(1.0 - positive_fraction)
+    return {int(task): float(threshold) for task, threshold in quantiles.items()}
+
+
+def _attach_values(table: pd.DataFrame, values: pd.DataFrame) -> np.ndarray:
+    """RewACT values of `table`'s frames, matched by dataset `index`, in `table`'s row order."""
+    for column in ("index", "value"):
+        if column not in values.columns:
+            raise KeyError(f"values: missing column {column!r}; has {list(values.columns)}")
+    if values["index"].duplicated().any():
+        raise ValueError(f"values: index {values.loc[values['index'].duplicated(), 'index'].iloc[0]} appears twice")
+    by_index = values.set_index("index")["value"].astype(float)
+    missing = table.loc[~table["index"].isin(by_index.index), "index"]
+    if not missing.empty:
+        raise ValueError(f"values: no value for {len(missing)} frame(s), first index {missing.iloc[0]}")
+    extra = by_index.index.difference(table["index"])
+    if not extra.empty:
+        raise ValueError(f"values: {len(extra)} value(s) for frames not in the table, first index {extra[0]}")
+    matched = by_index.loc[table["index"]].to_numpy()
+    if not np.isfinite(matched).all() or (matched < 0).any() or (matched > 1).any():
+        bad = matched[~(np.isfinite(matched) & (matched >= 0) & (matched <= 1))][0]
+        raise ValueError(f"values: every value must lie in RewACT's value range [0, 1], got {bad}")
+    return matched
+
+
+def compute_advantages(
+    frames: pd.DataFrame,
+    values: pd.DataFrame,
+    outcomes: Mapping[int, bool | None],
+    *,
+    n_steps: int | None = None,
+    positive_fraction: float = 0.30,
+    threshold: float | None = None,
+    c_fail: float | Mapping[int, float] | None = None,
+    max_length: int | Mapping[int, int] | None = None,
+    unknown_as: bool | None = None,
+) -> pd.DataFrame:
+    """The advantages table (`ADVANTAGE_COLUMNS`) of every frame of `frames`.
+
+    `frames` is the per-frame table of `pistar_returns`; `values` holds RewACT values in [0, 1] by
+    dataset `index` (the table `compute_values` returns), one for each frame. In the result `value`
+    is V(s_t) = v - 1, `return` the N-step target and `advantage` = return - value, all normalised;
+    for failures `return` is not clipped, so it can lie below -1. `positive` is `advantage >
+    threshold`, the threshold being `threshold` when given, else per task the quantile that makes
+    `positive_fraction` of that task's frames positive. `c_fail`, `max_length` and `unknown_as`
+    are passed to `pistar_returns`.
+    """
+    table = pistar_returns(frames, outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as)
+    table["value"] = _attach_values(table, values) - 1.0
+    targets = np.empty(len(table))
+    for rows in table.groupby("episode_index").indices.values():
+        targets[rows], _ = n_step_advantage(
+            table["normalised_reward"].to_numpy()[rows], table["value"].to_numpy()[rows], n_steps
+        )
+    table["return"] = targets
+    table["advantage"] = targets - table["value"]
+    if threshold is None:
+        thresholds = task_thresholds(table["advantage"], table["task_index"], positive_fraction)
+        table["positive"] = table["advantage"] > table["task_index"].map(thresholds)
+    else:
+        table["positive"] = table["advantage"] > threshold
+    return table[list(ADVANTAGE_COLUMNS)]
+
+
+def check_advantages(table: pd.DataFrame, source: str = "advantages") -> None:
+    """Raise unless `table` has exactly `ADVANTAGE_COLUMNS` with the right dtypes and whole episodes."""
+    unexpected = [column for column in table.columns if column not in ADVANTAGE_COLUMNS]
+    if unexpected:
+        raise KeyError(f"{source}: unexpected column(s) {unexpected}; expected {list(ADVANTAGE_COLUMNS)}")
+    check_frame_table(table, ADVANTAGE_COLUMNS, source=source)
+    for column in _FLOAT_COLUMNS:
+        if not pd.api.types.is_float_dtype(table[column]):
+            raise TypeError(f"{source}: column {column!r} must hold floats, got dtype {table[column].dtype}")
+        if not np.isfinite(table[column].to_numpy()).all():
+            raise ValueError(f"{source}: column {column!r} holds NaN or infinite values")
+    if not pd.api.types.is_bool_dtype(table["positive"]):
+        raise TypeError(f"{source}: column 'positive' must hold booleans, got dtype {table['positive'].dtype}")
+
+
+def write_advantages(table: pd.DataFrame, path: Path | str) -> Path:
+    """Validate and write the advantages table as parquet, atomically (temporary file, then rename)."""
+    path = Path(path)
+    check_advantages(table, source=f"advantages to write to {path}")
+    write_atomically(path, lambda temporary: table[list(ADVANTAGE_COLUMNS)].to_parquet(temporary, index=False))
+    return path
+
+
+def read_advantages(path: Path | str) -> pd.DataFrame:
+    """Read an advantages parquet and validate it; errors name the file and the column."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Advantages file {path} does not exist")
+    table = pd.read_parquet(path)
+    check_advantages(table, source=str(path))
+    return table

@@ -1,0 +1,130 @@
+"""Episode outcomes (success / failure / unknown) for pi*0.6 returns.
+
+Outcomes come from robocandywrapper's `EpisodeOutcomePlugin` file, a JSON list of
+`{"episode_index": int, "outcome": "success" | "failure" | "unknown"}` under the dataset root, or
+else from the dataset's `next.success` column. In memory an outcome is True (success), False
+(failure) or None (unknown), matching `pistar_returns`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from rewact_tools.returns import check_frame_table, dataset_frames
+
+if TYPE_CHECKING:
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+OUTCOMES_RELATIVE_PATH = Path("candywrapper_plugins/episode_outcome/outcomes.json")
+SUCCESS_COLUMN = "next.success"
+_OUTCOME_NAMES = {"success": True, "failure": False, "unknown": None}
+
+
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """Call `write(temporary_path)` on a temporary file next to `path`, then rename it onto `path`,
+    so readers never see a half-written file and a failed write leaves the old file intact.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _outcome_name(outcome: bool | None) -> str:
+    return next(name for name, value in _OUTCOME_NAMES.items() if value is outcome)
+
+
+def read_outcomes_file(path: Path | str, num_episodes: int | None = None) -> dict[int, bool | None]:
+    """Read and strictly validate an outcomes file; episodes it does not list are absent.
+
+    robocandywrapper skips malformed entries with a warning; here they raise, naming the file, the
+    entry and the value, because a silently dropped failure would turn into a success-free return.
+    With `num_episodes`, an episode index outside 0..num_episodes-1 raises too.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of episode outcomes, got {type(data).__name__}")
+    outcomes: dict[int, bool | None] = {}
+    for position, entry in enumerate(data):
+        where = f"{path}: entry {position} ({entry!r})"
+        if not isinstance(entry, dict) or set(entry) != {"episode_index", "outcome"}:
+            raise ValueError(f"{where}: expected an object with exactly 'episode_index' and 'outcome'")
+        episode, outcome = entry["episode_index"], entry["outcome"]
+        if not isinstance(episode, int) or isinstance(episode, bool) or episode < 0:
+            raise ValueError(f"{where}: episode_index must be a non-negative integer, got {episode!r}")
+        if num_episodes is not None and episode >= num_episodes:
+            raise ValueError(f"{where}: episode {episode} does not exist; the dataset has {num_episodes} episodes")
+        if outcome not in _OUTCOME_NAMES:
+            raise ValueError(f"{where}: outcome must be one of {sorted(_OUTCOME_NAMES)}, got {outcome!r}")
+        if episode in outcomes:
+            raise ValueError(f"{where}: episode {episode} is listed more than once")
+        outcomes[episode] = _OUTCOME_NAMES[outcome]
+    return outcomes
+
+
+def outcomes_from_success_column(frames: pd.DataFrame, column: str = SUCCESS_COLUMN) -> dict[int, bool]:
+    """An episode succeeded when `column` is true on its last frame.
+
+    The last frame, not any frame: the pi*0.6 terminal reward sits on the last frame and describes
+    how the episode ended, so an episode that reached the goal and then undid it is a failure.
+    (In gym-pusht and LeRobot recordings an episode ends on success, so both readings agree there.)
+    """
+    check_frame_table(frames, ("episode_index", "frame_index", column), source=f"column {column!r}")
+    if not pd.api.types.is_bool_dtype(frames[column]):
+        raise TypeError(f"Column {column!r} must hold booleans, got dtype {frames[column].dtype}")
+    last_frames = frames.sort_values("frame_index").groupby("episode_index").tail(1)
+    pairs = zip(last_frames["episode_index"], last_frames[column], strict=True)
+    return {int(episode): bool(success) for episode, success in sorted(pairs)}
+
+
+def load_episode_outcomes(dataset: LeRobotDataset) -> dict[int, bool | None]:
+    """Outcome of every episode `dataset` has loaded: from the outcomes file if the dataset has
+    one (episodes it does not list are unknown, None), else from `next.success`, else raise.
+    """
+    root = Path(dataset.root)
+    path = root / OUTCOMES_RELATIVE_PATH
+    if path.exists():
+        listed = read_outcomes_file(path, num_episodes=dataset.meta.total_episodes)
+        episodes = dataset_frames(dataset)["episode_index"].unique()
+        return {int(episode): listed.get(int(episode)) for episode in sorted(episodes)}
+    if SUCCESS_COLUMN in dataset.hf_dataset.column_names:
+        return outcomes_from_success_column(dataset_frames(dataset, extra_columns=(SUCCESS_COLUMN,)))
+    raise FileNotFoundError(
+        f"Dataset {dataset.repo_id} at {root} has no episode outcomes: neither {path} "
+        f"(robocandywrapper's EpisodeOutcomePlugin file) nor a {SUCCESS_COLUMN!r} column"
+    )
+
+
+def write_episode_outcomes(root: Path | str, outcomes: Mapping[int, bool | None]) -> Path:
+    """Write `outcomes` into the dataset's outcomes file, keeping episodes it does not mention.
+
+    Atomic (temporary file in the same folder, then rename); sorted by episode, in the exact format
+    robocandywrapper's `EpisodeOutcomePlugin` reads. Returns the file's path.
+    """
+    path = Path(root) / OUTCOMES_RELATIVE_PATH
+    merged = read_outcomes_file(path) if path.exists() else {}
+    for episode, outcome in outcomes.items():
+        if isinstance(episode, bool) or int(episode) != episode or episode < 0:
+            raise ValueError(f"Episode index must be a non-negative integer, got {episode!r}")
+        if outcome not in (True, False, None):
+            raise ValueError(f"Episode {episode}: outcome must be True, False or None, got {outcome!r}")
+        merged[int(episode)] = None if outcome is None else bool(outcome)
+    entries = [{"episode_index": episode, "outcome": _outcome_name(merged[episode])} for episode in sorted(merged)]
+    write_atomically(path, lambda temporary: temporary.write_text(json.dumps(entries, indent=2) + "\n"))
+    return path
