@@ -1,0 +1,64 @@
+"""Configuration of ACTvantage: LeRobot's ACT conditioned on a binary advantage indicator."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.policies.act.configuration_act import ACTConfig
+
+
+def check_guidance_scale(guidance_scale: float, advantage_dropout: float) -> float:
+    """Validate β; guidance reads the null indicator, which only training with dropout teaches."""
+    beta = float(guidance_scale)
+    if not math.isfinite(beta) or beta < 0:
+        raise ValueError(f"ACTvantage guidance_scale must be a finite number >= 0, got {guidance_scale!r}.")
+    if beta != 1.0 and advantage_dropout == 0.0:
+        raise ValueError(
+            f"ACTvantage guidance_scale={beta} needs the null indicator, which is never trained with "
+            "advantage_dropout=0.0; use guidance_scale=1.0 or train with advantage_dropout > 0."
+        )
+    return beta
+
+
+@PreTrainedConfig.register_subclass("actvantage")
+@dataclass
+class ACTvantageConfig(ACTConfig):
+    """ACT's configuration plus the advantage-conditioning fields (SPEC §3.1).
+
+    Every ACT field keeps its meaning. A training frame is "positive" when its advantage is above
+    `advantage_threshold` (or given as a bool / ±1 label); with probability `advantage_dropout` the
+    indicator is replaced by a learned null token, so the same network also learns the
+    unconditional policy that classifier-free guidance (`guidance_scale` β ≠ 1) contrasts against.
+    """
+
+    advantage_key: str = "advantage"
+    advantage_threshold: float = 0.0
+    advantage_dropout: float = 0.3
+    guidance_scale: float = 1.0
+    # Parquet written by precompute_advantage (columns `index`, `advantage`, optional `positive`);
+    # lets stock `lerobot-train` train without a dataset plugin.
+    advantage_file: str | None = None
+    # Declared so that checkpoints written by newer LeRobot releases (which save it) still load.
+    pretrained_revision: str | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.advantage_key, str) or not self.advantage_key:
+            raise ValueError(
+                f"ACTvantageConfig.advantage_key must be a non-empty string, got {self.advantage_key!r}."
+            )
+        if not math.isfinite(self.advantage_threshold):
+            raise ValueError(
+                f"ACTvantageConfig.advantage_threshold must be finite, got {self.advantage_threshold!r}."
+            )
+        if not 0.0 <= self.advantage_dropout < 1.0:
+            raise ValueError(
+                f"ACTvantageConfig.advantage_dropout must be in [0, 1), got {self.advantage_dropout!r}."
+            )
+        check_guidance_scale(self.guidance_scale, self.advantage_dropout)
+        if self.advantage_file is not None and not str(self.advantage_file).strip():
+            raise ValueError(
+                "ACTvantageConfig.advantage_file must be a path to a parquet file or None, got ''."
+            )

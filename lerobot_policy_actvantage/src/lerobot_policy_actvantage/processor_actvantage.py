@@ -1,0 +1,67 @@
+"""Pre/post-processors for ACTvantage: LeRobot's ACT steps plus a converter that keeps label keys.
+
+LeRobot's default `batch_to_transition` drops every batch key it does not know, so the advantage
+and the other per-frame plugin keys would never reach `ACTvantagePolicy.forward`. The steps
+themselves are ACT's, with their registry names, so checkpoints stay loadable by `lerobot-eval`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from lerobot.policies.act.processor_act import make_act_pre_post_processors
+from lerobot.processor import PolicyAction, PolicyProcessorPipeline, TransitionKey, batch_to_transition
+from lerobot.processor.converters import transition_to_batch
+
+from lerobot_policy_actvantage.configuration_actvantage import ACTvantageConfig
+
+# Per-frame keys written by dataset plugins that ACTvantage reads or that are worth keeping for logging.
+PLUGIN_KEYS = (
+    "advantage",
+    "advantage_positive",
+    "control_mode_human",
+    "control_mode_autonomous",
+    "use_action_mask",
+    "episode_outcome",
+    "episode_outcome_mask",
+    "reward",
+)
+
+
+class BatchToTransitionKeeping:
+    """`batch_to_transition` that also carries `keys` (when present) in the complementary data."""
+
+    def __init__(self, keys: Sequence[str]):
+        self.keys = tuple(dict.fromkeys(keys))
+
+    def __call__(self, batch: dict[str, Any]) -> dict:
+        transition = batch_to_transition(batch)
+        kept = {key: batch[key] for key in self.keys if key in batch}
+        if kept:
+            complementary = dict(transition.get(TransitionKey.COMPLEMENTARY_DATA) or {})
+            transition[TransitionKey.COMPLEMENTARY_DATA] = {**complementary, **kept}
+        return transition
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(keys={list(self.keys)})"
+
+
+def make_actvantage_pre_post_processors(
+    config: ACTvantageConfig,
+    dataset_stats: dict[str, dict[str, torch.Tensor]] | None = None,
+    extra_keys: Sequence[str] = (),
+) -> tuple[
+    PolicyProcessorPipeline[dict[str, Any], dict[str, Any]],
+    PolicyProcessorPipeline[PolicyAction, PolicyAction],
+]:
+    """ACT's pipelines; the pre-processor keeps `config.advantage_key`, PLUGIN_KEYS and `extra_keys`."""
+    act_preprocessor, postprocessor = make_act_pre_post_processors(config, dataset_stats=dataset_stats)
+    preprocessor = PolicyProcessorPipeline[dict[str, Any], dict[str, Any]](
+        steps=act_preprocessor.steps,
+        name=act_preprocessor.name,
+        to_transition=BatchToTransitionKeeping((config.advantage_key, *PLUGIN_KEYS, *extra_keys)),
+        to_output=transition_to_batch,
+    )
+    return preprocessor, postprocessor
