@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
@@ -63,6 +64,11 @@ def test_get_policy_and_config_classes(image_dataset):
     policy.reset()
     action = policy.select_action(observation_only(batch))
     assert action.shape == (3, 2)
+
+
+def test_config_annotation_is_the_real_class():
+    """LeRobot resolves the config class from the real (non-string) annotation of `config`."""
+    assert inspect.signature(RewACTPolicy.__init__).parameters["config"].annotation is RewACTConfig
 
 
 def test_policy_defaults():

@@ -8,7 +8,7 @@ behaviour and cost:
 - trainable normalisation in the ResNet trunk when it trains from scratch (`backbone_norm`).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: LeRobot reads the real class of `config`'s annotation.
 
 from collections import deque
 from typing import Any
