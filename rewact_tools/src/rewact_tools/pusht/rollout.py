@@ -1,0 +1,93 @@
+"""One gym-pusht episode driven by a (possibly degraded) scripted expert, recorded frame by frame."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
+import gymnasium as gym
+import numpy as np
+
+from rewact_tools.pusht.expert import PushTExpert
+from rewact_tools.pusht.quality import Demonstrator, QualitySetting
+
+IMAGE_SIZE = 96
+"""Side of `observation.image`: gym-pusht's default observation size, which is also what
+`lerobot-eval --env.type=pusht` feeds a policy (LeRobot's pusht config does not pass its
+observation_height/width through to the env)."""
+
+
+def make_env(max_steps: int) -> gym.Env:
+    """The gym-pusht env the dataset is recorded in: keypoint observations, 96x96 renders, a step cap."""
+    return gym.make(
+        "gym_pusht/PushT-v0",
+        obs_type="environment_state_agent_pos",
+        render_mode="rgb_array",
+        observation_width=IMAGE_SIZE,
+        observation_height=IMAGE_SIZE,
+        max_episode_steps=max_steps,
+    )
+
+
+def render_observation(env: gym.Env) -> np.ndarray:
+    """The 96x96 RGB image gym-pusht returns as `pixels` observation (no action marker drawn).
+
+    `env.render()` draws the last action as a cross and uses the visualisation size, so it would not
+    match what a policy sees in evaluation; the observation renderer is the env's `_render`.
+    """
+    return env.unwrapped._render(visualize=False)
+
+
+@dataclass
+class EpisodeResult:
+    """A recorded episode: one dict per frame in the dataset's schema (without `task`), and its outcome."""
+
+    setting: str
+    seed: int
+    frames: list[dict] = field(default_factory=list)
+    length: int = 0
+    success: bool = False
+    final_coverage: float = 0.0
+    max_coverage: float = 0.0
+
+
+def rollout_episode(
+    env: gym.Env,
+    setting: QualitySetting,
+    seed: int,
+    max_steps: int,
+    noise_scale: float = 1.0,
+    render: bool = True,
+) -> EpisodeResult:
+    """Run one episode until success, `max_steps` or the demonstrator quits; all randomness derives from `seed`.
+
+    Frame t holds the observation before step t, the action taken, and the reward, done and success
+    flags that step returned (the `lerobot/pusht` convention); the last frame has `next.done`.
+    Without `render` the frames carry no image (for tests and profiling of the expert alone).
+    """
+    rng = np.random.default_rng(seed)
+    observation, _ = env.reset(seed=seed)
+    demonstrator = Demonstrator(PushTExpert(env.unwrapped, rng), setting, rng, noise_scale)
+    result = EpisodeResult(setting=setting.name, seed=seed)
+    for step in range(max_steps):
+        frame = {
+            "observation.state": np.asarray(observation["agent_pos"], dtype=np.float32),
+            "observation.environment_state": np.asarray(observation["environment_state"], dtype=np.float32),
+        }
+        if render:
+            frame["observation.image"] = render_observation(env)
+        action = demonstrator.act().astype(np.float32)
+        observation, reward, terminated, truncated, info = env.step(action)
+        done = bool(terminated or truncated or step == max_steps - 1 or demonstrator.finished)
+        frame["action"] = action
+        frame["next.reward"] = np.array([reward], dtype=np.float32)
+        frame["next.done"] = np.array([done])
+        frame["next.success"] = np.array([bool(info["is_success"])])
+        result.frames.append(frame)
+        result.length += 1
+        result.final_coverage = float(info["coverage"])
+        result.max_coverage = max(result.max_coverage, result.final_coverage)
+        if done:
+            result.success = bool(info["is_success"])
+            break
+    return result

@@ -1,0 +1,140 @@
+"""Write scripted gym-pusht episodes as a local LeRobot dataset with the `lerobot/pusht` schema.
+
+Besides LeRobot's own files, the dataset root gets
+- `candywrapper_plugins/episode_outcome/outcomes.json`: success / failure per episode, as
+  robocandywrapper's `EpisodeOutcomePlugin` reads it;
+- `rewact_extensions/pusht_episodes.json`: how each episode was made (quality setting, seed) and
+  how it went (success, length, final and max coverage), so results can be sliced by setting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import datasets
+import numpy as np
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from tqdm import tqdm
+
+from rewact_tools.outcomes import write_episode_outcomes
+from rewact_tools.pusht.config import GenerationConfig
+from rewact_tools.pusht.quality import SETTINGS
+from rewact_tools.pusht.rollout import IMAGE_SIZE, EpisodeResult, make_env, rollout_episode
+
+FPS = 10
+"""gym-pusht's control rate."""
+TASK = "Push the T-shaped block onto the T-shaped target."
+EPISODES_SIDECAR = Path("rewact_extensions/pusht_episodes.json")
+
+_XY = {"motors": ["motor_0", "motor_1"]}  # as in lerobot/pusht
+FEATURES: dict[str, dict] = {
+    "observation.image": {
+        "dtype": "image",
+        "shape": (IMAGE_SIZE, IMAGE_SIZE, 3),
+        "names": ["height", "width", "channel"],
+    },
+    "observation.state": {"dtype": "float32", "shape": (2,), "names": _XY},
+    "observation.environment_state": {
+        "dtype": "float32",
+        "shape": (16,),
+        "names": [f"keypoint_{point}_{axis}" for point in range(8) for axis in "xy"],
+    },
+    "action": {"dtype": "float32", "shape": (2,), "names": _XY},
+    "next.reward": {"dtype": "float32", "shape": (1,), "names": None},
+    "next.done": {"dtype": "bool", "shape": (1,), "names": None},
+    "next.success": {"dtype": "bool", "shape": (1,), "names": None},
+}
+
+
+def generate_pusht_dataset(
+    root: Path | str,
+    config: GenerationConfig,
+    repo_id: str = "local/pusht",
+    image_writer_threads: int = 0,
+) -> list[EpisodeResult]:
+    """Roll out and write every episode of `config` into a new dataset at `root` (must not exist).
+
+    Returns the episode results, without their frames (each is dropped once written), in episode order.
+    """
+    root = Path(root)
+    if root.exists():
+        raise FileExistsError(f"Dataset root {root} already exists; choose a new folder")
+    dataset = LeRobotDataset.create(
+        repo_id=repo_id,
+        fps=FPS,
+        features=FEATURES,
+        root=root,
+        use_videos=False,
+        image_writer_threads=image_writer_threads,
+    )
+    env = make_env(config.max_steps)
+    results = []
+    # `datasets` shows a bar per saved episode; one bar over episodes is what a reader wants here.
+    progress_bars_were_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        for setting, seed in tqdm(config.episode_plan(), desc="PushT episodes", unit="episode"):
+            result = rollout_episode(env, SETTINGS[setting], seed, config.max_steps, config.noise_scale)
+            for frame in result.frames:
+                dataset.add_frame({**frame, "task": TASK})
+            dataset.save_episode()
+            result.frames = []
+            results.append(result)
+    finally:
+        env.close()
+        dataset.finalize()
+        if progress_bars_were_enabled:
+            datasets.enable_progress_bars()
+    write_episode_outcomes(root, {index: result.success for index, result in enumerate(results)})
+    _write_json_atomic(root / EPISODES_SIDECAR, _sidecar(config, results))
+    return results
+
+
+def _sidecar(config: GenerationConfig, results: list[EpisodeResult]) -> dict:
+    return {
+        "generator": "rewact_tools.pusht (scripts/make_pusht_dataset.py)",
+        "seed": config.seed,
+        "max_steps": config.max_steps,
+        "noise_scale": config.noise_scale,
+        "mix": dict(config.mix),
+        "task": TASK,
+        "settings": {name: SETTINGS[name].as_dict() for name in config.mix},
+        "episodes": [
+            {
+                "episode_index": index,
+                "setting": result.setting,
+                "seed": result.seed,
+                "success": result.success,
+                "length": result.length,
+                "final_coverage": round(result.final_coverage, 6),
+                "max_coverage": round(result.max_coverage, 6),
+            }
+            for index, result in enumerate(results)
+        ],
+    }
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
+        json.dump(data, handle, indent=2)
+    os.replace(handle.name, path)
+
+
+def summarize(results: list[EpisodeResult]) -> str:
+    """A table of episodes, success rate, mean final / max coverage and length per setting and overall."""
+    groups: dict[str, list[EpisodeResult]] = {}
+    for result in results:
+        groups.setdefault(result.setting, []).append(result)
+    groups["all"] = list(results)
+    lines = [f"{'setting':<8} {'episodes':>8} {'success':>8} {'final cov':>9} {'max cov':>8} {'length':>7}"]
+    for name, group in groups.items():
+        lines.append(
+            f"{name:<8} {len(group):>8} {np.mean([r.success for r in group]):>8.1%} "
+            f"{np.mean([r.final_coverage for r in group]):>9.3f} {np.mean([r.max_coverage for r in group]):>8.3f} "
+            f"{np.mean([r.length for r in group]):>7.1f}"
+        )
+    return "\n".join(lines)

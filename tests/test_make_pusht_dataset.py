@@ -1,0 +1,235 @@
+"""The built-in PushT dataset generator: scripted expert, quality settings and the written dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+from rewact_tools.pusht import (
+    EPISODES_SIDECAR,
+    SETTINGS,
+    GenerationConfig,
+    generate_pusht_dataset,
+    make_env,
+    parse_mix,
+    render_observation,
+    rollout_episode,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "scripts" / "make_pusht_dataset.py"
+REPO_ID = "local/pusht_test"
+MIX = "clean=1,noisy=1,giveup=1"
+MAX_STEPS = 40
+SEED = 1  # with this seed the clean episode succeeds within MAX_STEPS and the others fail
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def generate(root: Path, seed: int = SEED) -> None:
+    result = run_script(
+        "--root",
+        str(root),
+        "--repo-id",
+        REPO_ID,
+        "--mix",
+        MIX,
+        "--max-steps",
+        str(MAX_STEPS),
+        "--seed",
+        str(seed),
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def frames_table(root: Path) -> pd.DataFrame:
+    files = sorted((root / "data").rglob("*.parquet"))
+    return pd.concat([pd.read_parquet(file) for file in files], ignore_index=True)
+
+
+def column(frames: pd.DataFrame, name: str) -> np.ndarray:
+    """A feature column as a (frames, dims) array, however the parquet file stores shape (1,)."""
+    return np.asarray(frames[name].tolist()).reshape(len(frames), -1)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> tuple[Path, Path]:
+    """The same small mixed dataset written twice, by two runs of the script with the same seed."""
+    base = tmp_path_factory.mktemp("pusht")
+    first, second = base / "first", base / "second"
+    generate(first)
+    generate(second)
+    return first, second
+
+
+def test_schema_matches_lerobot_pusht_plus_keypoints(generated):
+    root, _ = generated
+    dataset = LeRobotDataset(REPO_ID, root=root)
+    assert dataset.fps == 10
+    assert dataset.meta.total_episodes == 3
+    expected = {
+        "observation.image": ("image", (96, 96, 3)),
+        "observation.state": ("float32", (2,)),
+        "observation.environment_state": ("float32", (16,)),
+        "action": ("float32", (2,)),
+        "next.reward": ("float32", (1,)),
+        "next.done": ("bool", (1,)),
+        "next.success": ("bool", (1,)),
+    }
+    for key, (dtype, shape) in expected.items():
+        assert dataset.features[key]["dtype"] == dtype, key
+        assert tuple(dataset.features[key]["shape"]) == shape, key
+    assert dataset.meta.video_keys == []
+    item = dataset[0]
+    assert item["observation.image"].shape == (3, 96, 96)
+    assert 0.0 <= float(item["observation.image"].min()) < float(item["observation.image"].max()) <= 1.0
+    assert item["observation.environment_state"].shape == (16,)
+    assert item["task"] == "Push the T-shaped block onto the T-shaped target."
+    frames = frames_table(root)
+    actions, rewards = column(frames, "action"), column(frames, "next.reward")
+    assert actions.shape == (len(frames), 2) and np.all((actions >= 0) & (actions <= 512))
+    assert np.all((rewards >= 0) & (rewards <= 1))
+
+
+def test_done_on_last_frame_and_outcomes_match_success(generated):
+    root, _ = generated
+    frames = frames_table(root)
+    last = (
+        frames.groupby("episode_index")["frame_index"].transform("max") == frames["frame_index"]
+    ).to_numpy()
+    np.testing.assert_array_equal(column(frames, "next.done")[:, 0], last)
+    success = column(frames, "next.success")[:, 0]
+    last_success = dict(zip(frames["episode_index"][last].tolist(), success[last].tolist(), strict=True))
+    assert set(last_success.values()) == {True, False}
+    outcomes = json.loads((root / "candywrapper_plugins/episode_outcome/outcomes.json").read_text())
+    assert outcomes == [
+        {"episode_index": episode, "outcome": "success" if success else "failure"}
+        for episode, success in sorted(last_success.items())
+    ]
+
+
+def test_sidecar_records_each_episode(generated):
+    root, _ = generated
+    sidecar = json.loads((root / EPISODES_SIDECAR).read_text())
+    assert sidecar["seed"] == SEED and sidecar["max_steps"] == MAX_STEPS and sidecar["mix"] == parse_mix(MIX)
+    episodes = sidecar["episodes"]
+    assert [entry["episode_index"] for entry in episodes] == [0, 1, 2]
+    assert sorted(entry["setting"] for entry in episodes) == ["clean", "giveup", "noisy"]
+    assert len({entry["seed"] for entry in episodes}) == 3
+    dataset = LeRobotDataset(REPO_ID, root=root)
+    outcomes = json.loads((root / "candywrapper_plugins/episode_outcome/outcomes.json").read_text())
+    for entry, outcome in zip(episodes, outcomes, strict=True):
+        meta = dataset.meta.episodes[entry["episode_index"]]
+        assert entry["length"] == meta["length"] <= MAX_STEPS
+        assert entry["success"] == (outcome["outcome"] == "success")
+        assert 0.0 <= entry["final_coverage"] <= entry["max_coverage"] <= 1.0
+        assert entry["success"] == (entry["final_coverage"] > 0.95)
+
+
+def test_same_seed_gives_identical_dataset(generated):
+    first, second = generated
+    pd.testing.assert_frame_equal(frames_table(first), frames_table(second))
+    for name in (EPISODES_SIDECAR, Path("candywrapper_plugins/episode_outcome/outcomes.json")):
+        assert (first / name).read_text() == (second / name).read_text()
+
+
+def test_other_seed_gives_other_episodes(generated, tmp_path):
+    root, _ = generated
+    generate_pusht_dataset(tmp_path / "other", GenerationConfig(mix={"clean": 1}, seed=SEED + 1, max_steps=3))
+    other = frames_table(tmp_path / "other")
+    frames = frames_table(root)
+    start_states = column(frames, "observation.environment_state")[frames["frame_index"].to_numpy() == 0]
+    other_start = column(other, "observation.environment_state")[0]
+    assert not np.any(np.all(np.isclose(start_states, other_start), axis=1))
+
+
+def test_clean_expert_succeeds_within_budget():
+    env = make_env(max_steps=150)
+    result = rollout_episode(env, SETTINGS["clean"], seed=1, max_steps=150, render=False)
+    assert result.success
+    assert result.length < 150
+    assert result.final_coverage > 0.95
+    assert "observation.image" not in result.frames[0]
+
+
+def test_giveup_demonstrator_ends_in_failure():
+    env = make_env(max_steps=300)
+    result = rollout_episode(env, SETTINGS["giveup"], seed=4, max_steps=300, render=False)
+    low, high = SETTINGS["giveup"].give_up_after
+    extra_low, extra_high = SETTINGS["giveup"].recorded_after_give_up
+    assert not result.success
+    assert low + extra_low <= result.length <= high + extra_high
+    assert bool(result.frames[-1]["next.done"][0])
+
+
+def test_images_match_lerobot_pusht_env():
+    """`observation.image` is exactly what `lerobot-eval --env.type=pusht` at 96x96 gives a policy."""
+    from lerobot.envs.configs import PushtEnv
+    from lerobot.envs.factory import make_env as make_lerobot_env
+
+    lerobot_env = make_lerobot_env(PushtEnv(observation_height=96, observation_width=96), n_envs=1)["pusht"][
+        0
+    ]
+    env = make_env(max_steps=10)
+    observation, _ = lerobot_env.reset(seed=[7])
+    env.reset(seed=7)
+    np.testing.assert_array_equal(render_observation(env), observation["pixels"][0])
+    action = np.array([200.0, 300.0], dtype=np.float32)
+    observation, *_ = lerobot_env.step(action[None])
+    env.step(action)
+    np.testing.assert_array_equal(render_observation(env), observation["pixels"][0])
+    lerobot_env.close()
+
+
+def test_episode_plan_mixes_settings_reproducibly():
+    config = GenerationConfig(mix={"clean": 4, "giveup": 3}, seed=3)
+    plan = config.episode_plan()
+    assert plan == GenerationConfig(mix={"clean": 4, "giveup": 3}, seed=3).episode_plan()
+    assert sorted(setting for setting, _ in plan) == ["clean"] * 4 + ["giveup"] * 3
+    assert plan != GenerationConfig(mix={"clean": 4, "giveup": 3}, seed=4).episode_plan()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("clean:3", "Bad --mix item 'clean:3'"),
+        ("clean=2,sloppy=1", "Unknown quality setting 'sloppy'"),
+        ("clean=2,clean=1", "appears twice"),
+        ("clean=0", "asks for no episodes"),
+        ("clean=-1", "Bad --mix item"),
+    ],
+)
+def test_parse_mix_rejects_bad_input(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_mix(text)
+
+
+def test_bad_arguments_exit_with_one_line_error(generated, tmp_path):
+    existing, _ = generated
+    result = run_script("--root", str(existing), "--episodes", "1")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"make_pusht_dataset.py: error: --root {existing} already exists; choose a new folder"
+    ]
+    result = run_script("--root", str(tmp_path / "new"), "--mix", "clean=1,wobbly=2")
+    assert result.returncode != 0
+    assert "Unknown quality setting 'wobbly'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "new").exists()
