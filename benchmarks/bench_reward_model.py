@@ -1,0 +1,327 @@
+"""RewACT reward-model quality on held-out episodes of the built-in PushT data with failures (SPEC §6).
+
+Targets are pi*0.6 values (`pistar_returns(...)["value_target"]`, fed as `batch["reward"]`): they
+rise monotonically through a successful episode (so VOC measures progress) and stay at the bottom
+through a failed one (so the final-frame value separates outcomes: terminal-success AUROC). Every
+5th episode is held out; metrics come from `rewact_tools.reward_model_metrics` over values from
+`compute_values`.
+
+(a) environment-state input (16-D keypoints + agent position): the three value-target encodings
+    (one_hot, two_hot, hl_gauss) and the upstream-style setting (100 bins, one_hot), all with the
+    same data, steps, seed and reward_loss_weight.
+(b) image input (96x96 observation.image + agent position, no keypoints), from random weights:
+    VOC over training time with the ResNet trunk's BatchNorm frozen (ACT's default) vs trainable,
+    within a CPU budget per arm; a PNG learning curve.
+
+    python benchmarks/bench_reward_model.py --output benchmarks/results/reward_model.json
+    python benchmarks/bench_reward_model.py --quick     # seconds; run by the test suite
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+from lerobot_policy_rewact import RewACTConfig, RewACTPolicy
+from rewact_tools import (
+    compute_values,
+    dataset_frames,
+    load_episode_outcomes,
+    make_pre_post_processors,
+    pistar_returns,
+    reward_model_metrics,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    DATA_DIR,
+    Frames,
+    TrainSettings,
+    act_settings,
+    held_out_split,
+    load_frames,
+    pusht_dataset,
+    train_policy,
+    write_json,
+)
+
+STATE_KEYS = ("observation.state", "observation.environment_state")
+IMAGE_KEYS = ("observation.image", "observation.state")
+ENCODING_ARMS = {
+    "one_hot": {"value_target": "one_hot"},
+    "two_hot": {"value_target": "two_hot"},
+    "hl_gauss": {"value_target": "hl_gauss"},
+    "upstream_style": {"value_target": "one_hot", "num_value_bins": 100, "reward_loss_weight": 0.1},
+}
+IMAGE_ARMS = ("frozen_bn", "batch_norm")
+
+
+class HeldOut:
+    """Held-out episodes, their outcomes and labels: everything needed to score a value model."""
+
+    def __init__(self, dataset: LeRobotDataset, episodes: list[int], labels: pd.DataFrame, outcomes: dict):
+        self.dataset = LeRobotDataset(dataset.repo_id, root=dataset.root, episodes=episodes)
+        self.labels = labels
+        self.outcomes = {episode: outcomes[episode] for episode in episodes}
+
+    def score(self, policy: RewACTPolicy, preprocessor) -> dict:
+        values = compute_values(
+            policy, self.dataset, batch_size=256, preprocessor=preprocessor, progress=False
+        )
+        table = values.merge(self.labels, on="index", how="left", validate="one_to_one")
+        if table["label"].isna().any():
+            raise KeyError(
+                f"No label for dataset index {int(table.loc[table['label'].isna(), 'index'].iloc[0])}"
+            )
+        return reward_model_metrics(table, self.outcomes)
+
+
+def make_policy(settings: dict, stats: dict, **overrides) -> tuple[RewACTPolicy, object]:
+    config = RewACTConfig(**settings, reward_source="dataset", **overrides)
+    preprocessor, _ = make_pre_post_processors(config, stats)
+    return RewACTPolicy(config), preprocessor
+
+
+def run_state_arms(args, dataset, held_out, rows, reward) -> dict:
+    """Part (a): every encoding arm on keypoint input, same data, steps and seed."""
+    frames = load_frames(dataset, STATE_KEYS)
+    settings = act_settings(args.quick, STATE_KEYS, dataset)
+    results = {}
+    for name, overrides in ENCODING_ARMS.items():
+        torch.manual_seed(args.seed)
+        policy, preprocessor = make_policy(settings, dataset.meta.stats, **overrides)
+        train = train_policy(
+            policy,
+            preprocessor,
+            frames,
+            rows(frames),
+            TrainSettings(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
+            extras={"reward": reward(frames)},
+            desc=f"state {name}",
+        )
+        results[name] = {"config": {k: getattr(policy.config, k) for k in _VALUE_FIELDS}, **train}
+        results[name]["metrics"] = held_out.score(policy, preprocessor)
+    return results
+
+
+_VALUE_FIELDS = ("value_target", "num_value_bins", "reward_loss_weight")
+
+
+def run_image_arms(args, dataset, held_out, rows, reward) -> dict:
+    """Part (b): VOC over training time, trunk BatchNorm frozen vs trainable, from random weights."""
+    frames = load_frames(dataset, IMAGE_KEYS)
+    settings = act_settings(args.quick, IMAGE_KEYS, dataset)
+    # The trunk learns at the same rate as the rest: ACT's 1e-5 backbone rate is meant for pretrained weights.
+    settings |= {"optimizer_lr_backbone": args.lr}
+    results = {}
+    for norm in IMAGE_ARMS:
+        torch.manual_seed(args.seed)
+        policy, preprocessor = make_policy(settings, dataset.meta.stats, backbone_norm=norm)
+        curve: list[dict] = []
+
+        def checkpoint(
+            step: int, seconds: float, policy=policy, preprocessor=preprocessor, curve=curve, norm=norm
+        ) -> None:
+            curve.append(
+                {"step": step, "train_seconds": round(seconds, 2), **held_out.score(policy, preprocessor)}
+            )
+            print(f"  {norm}: step {step} ({seconds:.0f}s) VOC {curve[-1]['voc_mean']}", flush=True)
+
+        train = train_policy(
+            policy,
+            preprocessor,
+            frames,
+            rows(frames),
+            TrainSettings(
+                steps=args.image_steps,
+                batch_size=args.image_batch_size,
+                lr=args.lr,
+                seed=args.seed,
+                time_budget_s=args.image_minutes * 60,
+            ),
+            extras={"reward": reward(frames)},
+            checkpoints=checkpoint_steps(args.image_steps),
+            on_checkpoint=checkpoint,
+            desc=f"image {norm}",
+        )
+        results[norm] = {**train, "curve": curve, "final": curve[-1]}
+    return results
+
+
+def checkpoint_steps(steps: int, count: int = 5) -> list[int]:
+    """`count` log-spaced evaluation steps up to `steps` (each evaluation runs the trunk on every
+    held-out frame, so they are few); the last step is always evaluated."""
+    return sorted({int(round(step)) for step in np.geomspace(min(10, steps), steps, num=count)})
+
+
+def plot_curves(image: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for norm, result in image.items():
+        seconds = [point["train_seconds"] / 60 for point in result["curve"]]
+        for axis, metric in zip(axes, ("voc_mean", "terminal_auroc"), strict=True):
+            values = [np.nan if point[metric] is None else point[metric] for point in result["curve"]]
+            axis.plot(seconds, values, marker="o", label=norm)
+    for axis, metric in zip(
+        axes, ("held-out VOC (successful episodes)", "terminal-success AUROC"), strict=True
+    ):
+        axis.axhline(0.9, color="grey", linestyle="--", linewidth=1, label="target 0.9")
+        axis.set_xlabel("training time (min, 1 CPU thread)")
+        axis.set_ylabel(metric)
+        axis.set_ylim(-0.1, 1.05)
+        axis.legend()
+    figure.suptitle(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny data and model, a few steps (seconds)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned; default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="dataset, initialisation and batch seed")
+    parser.add_argument(
+        "--mix", default=None, help="dataset mix (default clean=40,noisy=20,detour=20,giveup=20)"
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="episode step limit of the generated data"
+    )
+    parser.add_argument(
+        "--hold-out-every", type=int, default=None, help="hold out every N-th episode (default 5)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="training steps per keypoint arm (default 3000)"
+    )
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--image-steps", type=int, default=None, help="step cap per image arm (default 5000)")
+    parser.add_argument(
+        "--image-minutes", type=float, default=None, help="training-time cap per image arm (default 10)"
+    )
+    parser.add_argument("--image-batch-size", type=int, default=None, help="image batch size (default 16)")
+    parser.add_argument("--parts", default="state,image", help="which parts to run: state, image or both")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where generated datasets are cached")
+    parser.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument(
+        "--plot", type=Path, default=None, help="learning-curve PNG (default next to --output)"
+    )
+    args = parser.parse_args()
+    quick = args.quick
+    defaults = {
+        "mix": "clean=2,giveup=2" if quick else "clean=40,noisy=20,detour=20,giveup=20",
+        "max_steps": 40 if quick else 300,
+        "hold_out_every": 2 if quick else 5,
+        "steps": 10 if quick else 3000,
+        "image_steps": 3 if quick else 5000,
+        "image_minutes": 1.0 if quick else 10.0,
+        "image_batch_size": 4 if quick else 16,
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if quick:
+        args.batch_size = min(args.batch_size, 8)
+    args.parts = [part.strip() for part in args.parts.split(",") if part.strip()]
+    unknown = [part for part in args.parts if part not in ("state", "image")]
+    if unknown or not args.parts:
+        parser.error(f"--parts takes state and/or image, got {unknown or args.parts}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    dataset = pusht_dataset(args.mix, args.seed, args.max_steps, args.data_dir)
+    outcomes = load_episode_outcomes(dataset)
+    # Quick data is too short for the expert to finish, so the return scale is set by the step limit.
+    returns = pistar_returns(
+        dataset_frames(dataset), outcomes, max_length=args.max_steps if args.quick else None
+    )
+    labels = returns[["index", "value_target"]].rename(columns={"value_target": "label"})
+    train_episodes, held_out_episodes = held_out_split(dataset.meta.total_episodes, args.hold_out_every)
+    held_out = HeldOut(dataset, held_out_episodes, labels, outcomes)
+
+    def rows(frames: Frames) -> torch.Tensor:
+        return frames.rows_of(train_episodes)
+
+    def reward(frames: Frames) -> torch.Tensor:
+        return frames.extra_by_index(returns["index"].to_numpy(), returns["value_target"].to_numpy()).float()
+
+    results = {
+        "benchmark": "reward_model",
+        "date": date.today().isoformat(),
+        "quick": args.quick,
+        "threads": args.threads,
+        "seed": args.seed,
+        "dataset": {"mix": args.mix, "max_steps": args.max_steps, "episodes": dataset.meta.total_episodes},
+        "labels": "pi*0.6 value_target (pistar_returns) as batch['reward']",
+        "held_out_episodes": held_out_episodes,
+        "held_out_successful": sum(bool(held_out.outcomes[e]) for e in held_out_episodes),
+        "model": {
+            k: v for k, v in act_settings(args.quick, STATE_KEYS, dataset).items() if "features" not in k
+        },
+        "lr": args.lr,
+    }
+    if "state" in args.parts:
+        results["state"] = {"steps": args.steps, "batch_size": args.batch_size}
+        results["state"]["arms"] = run_state_arms(args, dataset, held_out, rows, reward)
+    if "image" in args.parts:
+        results["image"] = {
+            "step_cap": args.image_steps,
+            "minutes_cap": args.image_minutes,
+            "batch_size": args.image_batch_size,
+        }
+        results["image"]["arms"] = run_image_arms(args, dataset, held_out, rows, reward)
+    results["wall_seconds"] = round(time.perf_counter() - started, 1)
+    print_table(results)
+    if args.output:
+        write_json(args.output, results)
+    if "image" in args.parts and (args.plot or args.output):
+        plot = args.plot or args.output.with_suffix(".png")
+        plot_curves(results["image"]["arms"], plot, "RewACT image reward model from random weights (CPU)")
+        print(f"learning curve: {plot}")
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def print_table(results: dict) -> None:
+    print(
+        f"threads={results['threads']} seed={results['seed']} mix={results['dataset']['mix']} "
+        f"held-out episodes={len(results['held_out_episodes'])} ({results['held_out_successful']} successful)"
+    )
+    print(f"{'arm':<26}{'steps':>7}{'train s':>9}{'VOC':>8}{'MAE':>8}{'AUROC':>8}")
+    rows = [(f"state/{n}", r) for n, r in results.get("state", {}).get("arms", {}).items()]
+    rows += [
+        (f"image/{n}", {**r, "metrics": r["final"]})
+        for n, r in results.get("image", {}).get("arms", {}).items()
+    ]
+    for name, result in rows:
+        metrics = result["metrics"]
+        print(
+            f"{name:<26}{result['steps']:>7}{result['train_seconds']:>9.0f}{_fmt(metrics['voc_mean']):>8}"
+            f"{_fmt(metrics['mae']):>8}{_fmt(metrics['terminal_auroc']):>8}"
+        )
+    print("targets: VOC >= 0.9, AUROC >= 0.9 (SPEC §6)")
+
+
+if __name__ == "__main__":
+    main()

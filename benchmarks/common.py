@@ -1,0 +1,362 @@
+"""Shared pieces of the PushT benchmarks: cached datasets, in-memory training batches, a small
+training loop and gym-pusht evaluation.
+
+The benchmarks train many small policies on one CPU thread, so the data side must cost next to
+nothing: every frame the policies read is loaded once into tensors (`Frames`) and batches are
+gathered from them, with action chunks and padding exactly as LeRobot's `delta_timestamps` give
+them (positions past the episode end repeat its last action and are flagged in `action_is_pad`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.datasets.utils import dataset_to_policy_features
+from lerobot.utils.constants import ACTION
+from tqdm.auto import tqdm
+
+from rewact_tools.pusht import EPISODES_SIDECAR, GenerationConfig, generate_pusht_dataset, make_env, parse_mix
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT / "data" / "benchmarks"
+"""Where generated datasets are cached (git-ignored); the same arguments reuse the same folder."""
+EVAL_MAX_STEPS = 300
+"""LeRobot's pusht env episode cap."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Datasets
+
+
+def dataset_name(mix: str, seed: int, max_steps: int) -> str:
+    """Folder name that identifies a generated dataset by everything that determines it."""
+    slug = "_".join(f"{name}{count}" for name, count in parse_mix(mix).items())
+    return f"pusht_{slug}_seed{seed}_steps{max_steps}"
+
+
+def pusht_dataset(mix: str, seed: int, max_steps: int, data_dir: Path = DATA_DIR) -> LeRobotDataset:
+    """The built-in PushT dataset for `mix`, generated on first use and reused afterwards."""
+    name = dataset_name(mix, seed, max_steps)
+    root = Path(data_dir) / name
+    if not (root / EPISODES_SIDECAR).is_file():
+        if root.exists():
+            raise FileExistsError(
+                f"{root} exists but has no {EPISODES_SIDECAR} (an interrupted generation?); delete it and rerun"
+            )
+        root.parent.mkdir(parents=True, exist_ok=True)
+        generate_pusht_dataset(
+            root, GenerationConfig(parse_mix(mix), seed, max_steps), repo_id=f"local/{name}"
+        )
+    return LeRobotDataset(f"local/{name}", root=root)
+
+
+def episode_settings(dataset: LeRobotDataset) -> dict[int, str]:
+    """Quality setting (clean, noisy, ...) of every episode, from the generator's sidecar."""
+    path = Path(dataset.root) / EPISODES_SIDECAR
+    episodes = json.loads(path.read_text())["episodes"]
+    return {int(entry["episode_index"]): str(entry["setting"]) for entry in episodes}
+
+
+def held_out_split(num_episodes: int, every: int) -> tuple[list[int], list[int]]:
+    """(train, held-out) episode indices: every `every`-th episode is held out."""
+    if every < 2 or num_episodes < every:
+        raise ValueError(f"Cannot hold out every {every}-th of {num_episodes} episodes")
+    held_out = list(range(every - 1, num_episodes, every))
+    return [e for e in range(num_episodes) if e not in set(held_out)], held_out
+
+
+# ------------------------------------------------------------------------------------------------
+# Policy settings
+
+
+SMALL_ACT = {
+    "dim_model": 128,
+    "n_heads": 4,
+    "dim_feedforward": 512,
+    "n_encoder_layers": 2,
+    "n_decoder_layers": 1,
+    "chunk_size": 10,
+    "n_action_steps": 5,
+    "use_vae": False,
+    "dropout": 0.1,
+}
+"""A small, fast ACT: thousands of steps fit in minutes on one CPU thread (keypoint input)."""
+TINY_ACT = {
+    **SMALL_ACT,
+    "dim_model": 32,
+    "n_heads": 2,
+    "dim_feedforward": 64,
+    "n_encoder_layers": 1,
+    "chunk_size": 4,
+    "n_action_steps": 4,
+}
+"""For --quick runs, which only check that the pipeline works."""
+
+
+def act_settings(quick: bool, input_keys: Iterable[str], dataset: LeRobotDataset) -> dict[str, Any]:
+    """ACT config fields (small or tiny) with the features of `input_keys` and `action` from `dataset`."""
+    features = dataset_to_policy_features(dataset.meta.features)
+    keys = list(input_keys)
+    missing = [key for key in [*keys, ACTION] if key not in features]
+    if missing:
+        raise KeyError(f"Dataset {dataset.repo_id} has no policy feature(s) {missing}")
+    return {
+        **(TINY_ACT if quick else SMALL_ACT),
+        "input_features": {key: features[key] for key in keys},
+        "output_features": {ACTION: features[ACTION]},
+        "pretrained_backbone_weights": None,
+        "device": "cpu",
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# In-memory frames and batches
+
+
+@dataclass
+class Frames:
+    """Observation and action columns of a dataset as tensors, rows in dataset-index order."""
+
+    observations: dict[str, torch.Tensor]
+    action: torch.Tensor
+    index: torch.Tensor
+    episode_index: torch.Tensor
+    episode_end: torch.Tensor
+    """Row one past the last frame of each row's episode (action chunks stop there)."""
+    image_keys: frozenset[str]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def rows_of(self, episodes: Iterable[int]) -> torch.Tensor:
+        """Rows of the frames of `episodes`."""
+        wanted = torch.tensor(sorted(set(episodes)), dtype=self.episode_index.dtype)
+        rows = torch.nonzero(torch.isin(self.episode_index, wanted)).flatten()
+        if len(rows) == 0:
+            raise KeyError(f"None of the episodes {sorted(set(episodes))} is in the frames")
+        return rows
+
+    def extra_by_index(self, index: np.ndarray, values: np.ndarray) -> torch.Tensor:
+        """A per-frame column given by dataset `index`, reordered to rows (every frame must appear)."""
+        lookup = dict(zip(np.asarray(index).tolist(), np.asarray(values).tolist(), strict=True))
+        missing = [i for i in self.index.tolist() if i not in lookup]
+        if missing:
+            raise KeyError(f"No value given for dataset index {missing[0]} ({len(missing)} missing)")
+        return torch.tensor([lookup[i] for i in self.index.tolist()])
+
+    def batch(self, rows: torch.Tensor, chunk_size: int, extras: Mapping[str, torch.Tensor] = {}) -> dict:
+        """The training batch of `rows`: observations, an action chunk with its pad mask, ids, extras."""
+        offsets = torch.arange(chunk_size)
+        positions = rows[:, None] + offsets
+        end = self.episode_end[rows][:, None]
+        is_pad = positions >= end
+        positions = torch.minimum(positions, end - 1)
+        batch: dict[str, Any] = {}
+        for key, column in self.observations.items():
+            value = column[rows]
+            if key in self.image_keys:
+                value = value.permute(0, 3, 1, 2).to(torch.float32).div_(255)
+            batch[key] = value
+        batch["action"] = self.action[positions]
+        batch["action_is_pad"] = is_pad
+        batch["index"] = self.index[rows]
+        batch["episode_index"] = self.episode_index[rows]
+        for key, column in extras.items():
+            batch[key] = column[rows]
+        return batch
+
+
+def load_frames(dataset: LeRobotDataset, observation_keys: Iterable[str]) -> Frames:
+    """Read `observation_keys`, `action` and the ids of every frame into memory (images as uint8 HWC)."""
+    keys = list(observation_keys)
+    missing = [key for key in keys if key not in dataset.hf_dataset.column_names]
+    if missing:
+        raise KeyError(f"Dataset {dataset.repo_id} at {dataset.root} has no column(s) {missing}")
+    table = dataset.hf_dataset.select_columns([*keys, "action", "index", "episode_index"]).with_format(
+        "numpy"
+    )
+    columns = table[:]
+    order = np.argsort(columns["index"], kind="stable")
+    episode = torch.from_numpy(columns["episode_index"][order].astype(np.int64))
+    # Episodes are contiguous in index order: each row's episode ends where the next episode starts.
+    starts = torch.nonzero(torch.diff(episode, prepend=episode[:1] - 1)).flatten()
+    bounds = torch.cat([starts, torch.tensor([len(episode)])])
+    episode_end = bounds[1:].repeat_interleave(torch.diff(bounds))
+    image_keys = frozenset(key for key in keys if key in dataset.meta.image_keys)
+    observations = {
+        key: torch.from_numpy(np.ascontiguousarray(np.stack(columns[key][order]))) for key in keys
+    }
+    for key in keys:
+        if key not in image_keys:
+            observations[key] = observations[key].to(torch.float32)
+    return Frames(
+        observations=observations,
+        action=torch.from_numpy(np.stack(columns["action"][order]).astype(np.float32)),
+        index=torch.from_numpy(columns["index"][order].astype(np.int64)),
+        episode_index=episode,
+        episode_end=episode_end,
+        image_keys=image_keys,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class TrainSettings:
+    steps: int
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    grad_clip_norm: float = 10.0
+    seed: int = 0
+    time_budget_s: float | None = None
+    """Stop early when training has taken this long (for CPU-budgeted learning curves)."""
+
+
+def train_policy(
+    policy: torch.nn.Module,
+    preprocessor: Callable[[dict], dict],
+    frames: Frames,
+    rows: torch.Tensor,
+    settings: TrainSettings,
+    extras: Mapping[str, torch.Tensor] = {},
+    checkpoints: Iterable[int] = (),
+    on_checkpoint: Callable[[int, float], None] | None = None,
+    desc: str = "train",
+) -> dict[str, float]:
+    """Train `policy` on random batches of `rows` with AdamW; returns steps done, time and last loss.
+
+    `on_checkpoint(step, train_seconds)` runs after each step in `checkpoints` (and after the last
+    step), with the policy in training mode again afterwards; its time is not counted as training.
+    """
+    if len(rows) == 0:
+        raise ValueError("train_policy got no rows to train on")
+    generator = torch.Generator().manual_seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    chunk_size = policy.config.chunk_size
+    optimizer = torch.optim.AdamW(
+        policy.get_optim_params(), lr=settings.lr, weight_decay=settings.weight_decay
+    )
+    marks = set(checkpoints)
+    policy.train()
+    train_seconds, loss_value, step = 0.0, math.nan, 0
+    for step in tqdm(range(1, settings.steps + 1), desc=desc, unit="step", mininterval=5.0):
+        start = time.perf_counter()
+        picked = rows[torch.randint(len(rows), (settings.batch_size,), generator=generator)]
+        batch = preprocessor(frames.batch(picked, chunk_size, extras))
+        loss, _ = policy.forward(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), settings.grad_clip_norm)
+        optimizer.step()
+        loss_value = loss.item()
+        train_seconds += time.perf_counter() - start
+        out_of_time = settings.time_budget_s is not None and train_seconds >= settings.time_budget_s
+        if on_checkpoint is not None and (step in marks or step == settings.steps or out_of_time):
+            on_checkpoint(step, train_seconds)
+            policy.train()
+        if out_of_time:
+            break
+    return {"steps": step, "train_seconds": train_seconds, "final_loss": loss_value}
+
+
+# ------------------------------------------------------------------------------------------------
+# gym-pusht evaluation
+
+
+def evaluate_pusht(
+    policy: Any,
+    preprocessor: Callable[[dict], dict],
+    postprocessor: Callable[[Any], Any],
+    episodes: int,
+    seed: int,
+    env_batch: int = 10,
+    max_steps: int = EVAL_MAX_STEPS,
+    desc: str = "eval",
+) -> dict[str, Any]:
+    """Roll `policy` out in gym-pusht (keypoint + agent-position observations) for `episodes` episodes.
+
+    Episodes run `env_batch` at a time so the policy sees a batch; episode i is reset with seed
+    `seed * 100_000 + i`. An episode ends at success (coverage > 0.95) or after `max_steps`; a
+    finished env is not stepped again and its row of the batch is ignored. Returns the success
+    rate, the mean over episodes of the episode's maximum coverage, and both per episode.
+    """
+    successes: list[bool] = []
+    max_coverages: list[float] = []
+    policy.eval()
+    with tqdm(total=episodes, desc=desc, unit="episode") as bar:
+        for first in range(0, episodes, env_batch):
+            seeds = [seed * 100_000 + i for i in range(first, min(first + env_batch, episodes))]
+            batch_success, batch_coverage = _rollout_batch(
+                policy, preprocessor, postprocessor, seeds, max_steps
+            )
+            successes += batch_success
+            max_coverages += batch_coverage
+            bar.update(len(seeds))
+    return {
+        "episodes": episodes,
+        "success_rate": float(np.mean(successes)),
+        "mean_max_coverage": float(np.mean(max_coverages)),
+        "successes": [bool(s) for s in successes],
+        "max_coverages": [round(float(c), 4) for c in max_coverages],
+    }
+
+
+def _rollout_batch(
+    policy: Any,
+    preprocessor: Callable[[dict], dict],
+    postprocessor: Callable[[Any], Any],
+    seeds: list[int],
+    max_steps: int,
+) -> tuple[list[bool], list[float]]:
+    envs = [make_env(max_steps) for _ in seeds]
+    observations = [env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)]
+    active = [True] * len(envs)
+    success = [False] * len(envs)
+    coverage = [0.0] * len(envs)
+    policy.reset()
+    with torch.inference_mode():
+        for _ in range(max_steps):
+            if not any(active):
+                break
+            batch = {
+                "observation.state": torch.tensor(
+                    np.stack([o["agent_pos"] for o in observations]), dtype=torch.float32
+                ),
+                "observation.environment_state": torch.tensor(
+                    np.stack([o["environment_state"] for o in observations]), dtype=torch.float32
+                ),
+            }
+            actions = postprocessor(policy.select_action(preprocessor(batch)))
+            actions = actions.detach().cpu().numpy()
+            for i, env in enumerate(envs):
+                if not active[i]:
+                    continue
+                observations[i], _, terminated, truncated, info = env.step(actions[i])
+                coverage[i] = max(coverage[i], float(info["coverage"]))
+                if terminated or truncated:
+                    success[i] = bool(info["is_success"])
+                    active[i] = False
+    for env in envs:
+        env.close()
+    return success, coverage
+
+
+# ------------------------------------------------------------------------------------------------
+# Output
+
+
+def write_json(path: Path, results: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")

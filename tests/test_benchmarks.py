@@ -1,0 +1,144 @@
+"""The benchmarks' quick modes run end to end and write the JSON they promise; their shared data
+pieces agree with LeRobot (action chunks and padding as `delta_timestamps` give them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS = REPO_ROOT / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import common  # noqa: E402
+
+QUICK_MIX, QUICK_SEED, QUICK_MAX_STEPS = "clean=2,giveup=2", 0, 40  # the benchmarks' --quick data
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """A data folder holding the quick dataset, generated once and reused by every quick run."""
+    folder = tmp_path_factory.mktemp("bench_data")
+    common.pusht_dataset(QUICK_MIX, QUICK_SEED, QUICK_MAX_STEPS, folder)
+    return folder
+
+
+def run_benchmark(script: str, *args: str) -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), "--quick", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+
+def test_dataset_is_cached_by_name(data_dir):
+    name = common.dataset_name(QUICK_MIX, QUICK_SEED, QUICK_MAX_STEPS)
+    assert name == "pusht_clean2_giveup2_seed0_steps40"
+    dataset = common.pusht_dataset(QUICK_MIX, QUICK_SEED, QUICK_MAX_STEPS, data_dir)
+    assert Path(dataset.root) == data_dir / name
+    assert dataset.meta.total_episodes == 4
+    assert sorted(common.episode_settings(dataset).values()) == ["clean", "clean", "giveup", "giveup"]
+
+
+def test_interrupted_dataset_folder_raises(tmp_path):
+    (tmp_path / common.dataset_name(QUICK_MIX, 1, 5)).mkdir()
+    with pytest.raises(FileExistsError, match="interrupted"):
+        common.pusht_dataset(QUICK_MIX, 1, 5, tmp_path)
+
+
+def test_held_out_split():
+    train, held_out = common.held_out_split(10, 5)
+    assert held_out == [4, 9]
+    assert train == [0, 1, 2, 3, 5, 6, 7, 8]
+    with pytest.raises(ValueError, match="hold out"):
+        common.held_out_split(3, 5)
+
+
+def test_frame_batches_match_lerobot_chunks(data_dir):
+    dataset = common.pusht_dataset(QUICK_MIX, QUICK_SEED, QUICK_MAX_STEPS, data_dir)
+    chunk = 6
+    chunked = LeRobotDataset(
+        dataset.repo_id,
+        root=dataset.root,
+        delta_timestamps={"action": [i / dataset.meta.fps for i in range(chunk)]},
+    )
+    frames = common.load_frames(dataset, ["observation.state", "observation.image"])
+    # First, middle and last frames of episodes, where padding starts.
+    rows = torch.tensor([0, 17, 36, 39, 40, len(frames) - 2, len(frames) - 1])
+    batch = frames.batch(rows, chunk, extras={"reward": torch.arange(len(frames), dtype=torch.float32)})
+    for position, row in enumerate(rows.tolist()):
+        item = chunked[int(frames.index[row])]
+        torch.testing.assert_close(batch["action"][position], item["action"])
+        assert torch.equal(batch["action_is_pad"][position], item["action_is_pad"])
+        torch.testing.assert_close(batch["observation.state"][position], item["observation.state"])
+        torch.testing.assert_close(batch["observation.image"][position], item["observation.image"])
+        assert int(batch["episode_index"][position]) == int(item["episode_index"])
+        assert float(batch["reward"][position]) == row
+    assert batch["action_is_pad"][-1, 1:].all() and not batch["action_is_pad"][-1, 0]
+
+
+def test_extra_by_index_needs_every_frame(data_dir):
+    frames = common.load_frames(common.pusht_dataset(QUICK_MIX, QUICK_SEED, QUICK_MAX_STEPS, data_dir), [])
+    index = frames.index.numpy()
+    reordered = frames.extra_by_index(index[::-1], index[::-1] * 2.0)
+    assert torch.equal(reordered, frames.index * 2.0)
+    with pytest.raises(KeyError, match="No value given for dataset index"):
+        frames.extra_by_index(index[1:], index[1:])
+
+
+def test_reward_model_quick(data_dir, tmp_path):
+    output = tmp_path / "reward_model.json"
+    run_benchmark("bench_reward_model.py", "--data-dir", str(data_dir), "--output", str(output))
+    results = json.loads(output.read_text())
+    assert results["quick"] and results["threads"] == 1
+    assert set(results["state"]["arms"]) == {"one_hot", "two_hot", "hl_gauss", "upstream_style"}
+    assert results["state"]["arms"]["upstream_style"]["config"] == {
+        "value_target": "one_hot",
+        "num_value_bins": 100,
+        "reward_loss_weight": 0.1,
+    }
+    for arm in results["state"]["arms"].values():
+        assert arm["steps"] == results["state"]["steps"]
+        assert 0.0 <= arm["metrics"]["mae"] <= 1.0
+    assert set(results["image"]["arms"]) == {"frozen_bn", "batch_norm"}
+    for arm in results["image"]["arms"].values():
+        steps = [point["step"] for point in arm["curve"]]
+        assert steps == sorted(set(steps)) and steps[-1] == arm["steps"]
+        assert arm["final"] == arm["curve"][-1]
+    assert output.with_suffix(".png").stat().st_size > 0
+
+
+def test_actvantage_vs_act_quick(data_dir, tmp_path):
+    output = tmp_path / "actvantage.json"
+    run_benchmark("bench_actvantage_vs_act.py", "--data-dir", str(data_dir), "--output", str(output))
+    results = json.loads(output.read_text())
+    assert results["complete"] and results["seeds"] == [0]
+    assert set(results["summary"]) == {"act_mixed", "act_clean", "actvantage_beta1", "actvantage_beta2"}
+    for arm in results["per_seed"]["0"].values():
+        assert arm["episodes"] == 2 and len(arm["max_coverages"]) == 2
+        assert 0.0 <= arm["mean_max_coverage"] <= 1.0 and 0.0 <= arm["success_rate"] <= 1.0
+    # The clean-only reference trains on the clean episodes' frames only.
+    assert (
+        results["per_seed"]["0"]["act_clean"]["train_frames"]
+        < results["per_seed"]["0"]["act_mixed"]["train_frames"]
+    )
+    assert set(results["advantage"]["positive_fraction_by_setting"]) == {"clean", "giveup"}
+
+
+def test_overhead_quick(tmp_path):
+    output = tmp_path / "overhead.json"
+    run_benchmark("bench_overhead.py", "--repeats", "2", "--output", str(output))
+    results = json.loads(output.read_text())
+    assert results["threads"] == 1
+    assert results["train_ratio_rewact_over_act"] > 0 and results["inference_ratio_rewact_over_act"] > 0
