@@ -1,0 +1,250 @@
+"""What every command-line program in `scripts/` shares: argument groups, the one-line error wrapper,
+offline dataset loading, episode selection and checkpoint loading.
+
+Scripts stay thin: they declare their flags with the helpers here, call library functions, and run
+inside `run_cli`, which turns the expected kinds of bad input into `error: <message>` on stderr and
+exit status 2 instead of a traceback (set `REWACT_TRACEBACK=1` to see the traceback anyway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+    from lerobot.policies.pretrained import PreTrainedPolicy
+
+# LeRobot picks torchcodec by default, which cannot load without system FFmpeg libraries; PyAV
+# bundles its own. Datasets stored as images ignore the setting.
+VIDEO_BACKEND = "pyav"
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    KeyError,
+    TypeError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    PermissionError,
+)
+EXIT_USER_ERROR = 2
+# How pi*0.6 returns count episodes of unknown outcome, by flag value (None: raise).
+UNKNOWN_OUTCOMES = {"error": None, "success": True, "failure": False}
+
+
+class CliError(Exception):
+    """Bad command-line input that the script detected itself."""
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (KeyError's repr quotes are dropped)."""
+    message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    return " ".join(str(message).split()) or type(error).__name__
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
+    """Run `main(argv)` and exit: 0 on success, 2 with `error: <message>` on an expected error."""
+    try:
+        status = main(argv)
+    except (CliError, *USER_ERRORS) as error:
+        if os.environ.get("REWACT_TRACEBACK") == "1":
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+    sys.exit(status or 0)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the scripts' one-line error format for usage errors too."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USER_ERROR, f"error: {message} (see {self.prog} --help)\n")
+
+
+def make_parser(doc: str | None) -> ArgumentParser:
+    """A parser whose --help shows the script's docstring as written."""
+    return ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def go_offline() -> None:
+    """Forbid Hugging Face Hub access for the rest of the process.
+
+    The environment variables cover libraries imported later; `huggingface_hub` reads its flag at
+    import time, so an already imported copy is switched too.
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    if "huggingface_hub" in sys.modules:
+        import huggingface_hub.constants
+
+        huggingface_hub.constants.HF_HUB_OFFLINE = True
+
+
+def check_local_dataset(root: str | Path) -> Path:
+    """`root` as a Path, after checking it holds a LeRobot dataset (LeRobot would otherwise create the
+    folder and try to download into it)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise CliError(f"dataset root {root} does not exist or is not a folder")
+    if not (root / "meta" / "info.json").is_file():
+        raise CliError(f"{root} is not a LeRobot dataset: {root / 'meta' / 'info.json'} is missing")
+    return root
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("dataset")
+    group.add_argument("--dataset-repo-id", required=True, help="dataset repo id, e.g. lerobot/pusht")
+    group.add_argument(
+        "--dataset-root",
+        type=Path,
+        help="local dataset folder; when given the Hugging Face Hub is never contacted",
+    )
+
+
+def add_episode_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--episode-id",
+        type=int,
+        nargs="+",
+        metavar="EPISODE",
+        help=f"episode(s) to {what}, e.g. --episode-id 3 or --episode-id 3 7 12 (default: every episode)",
+    )
+
+
+def add_label_arguments(parser: argparse.ArgumentParser, progress: bool = True) -> None:
+    """The value range of reward labels and, with `progress`, where linear progress labels ramp."""
+    group = parser.add_argument_group("labels")
+    group.add_argument("--value-min", type=float, default=0.0, help="lowest label value (default 0)")
+    group.add_argument("--value-max", type=float, default=1.0, help="highest label value (default 1)")
+    if progress:
+        group.add_argument(
+            "--progress-start", type=float, default=0.05, help="where linear progress leaves 0 (default 0.05)"
+        )
+        group.add_argument(
+            "--progress-end", type=float, default=0.95, help="where linear progress reaches 1 (default 0.95)"
+        )
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("policy")
+    group.add_argument(
+        "--policy-path",
+        type=Path,
+        required=True,
+        help="checkpoint folder: a pretrained_model folder, a checkpoints/<step> folder or a training run",
+    )
+    group.add_argument("--device", default="cpu", help="torch device for inference (default: cpu)")
+    group.add_argument("--batch-size", type=int, default=64, help="frames per inference batch (default: 64)")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def load_metadata(repo_id: str, root: Path | None) -> LeRobotDatasetMetadata:
+    """Dataset metadata; from `root` only (offline) when it is given, else from the cache or the hub."""
+    if root is not None:
+        root = check_local_dataset(root)
+        go_offline()
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    return LeRobotDatasetMetadata(repo_id, root=root)
+
+
+def select_episodes(meta: LeRobotDatasetMetadata, requested: Sequence[int] | None) -> list[int]:
+    """The requested episodes (every episode when None), each checked to exist, duplicates dropped."""
+    available = sorted(int(episode) for episode in meta.episodes["episode_index"])
+    if requested is None:
+        return available
+    known = set(available)
+    unknown = [episode for episode in requested if episode not in known]
+    if unknown:
+        raise CliError(
+            f"dataset {meta.repo_id} has no episode(s) {unknown}; it has {len(available)} episodes "
+            f"({available[0]}..{available[-1]})"
+        )
+    return list(dict.fromkeys(requested))
+
+
+def load_dataset(
+    repo_id: str,
+    root: Path | None,
+    episodes: Sequence[int] | None = None,
+    meta: LeRobotDatasetMetadata | None = None,
+) -> LeRobotDataset:
+    """A `LeRobotDataset` of the given episodes (all when None), video decoded with PyAV.
+
+    With a `root` nothing is fetched from the hub; unknown episodes raise before LeRobot would try to
+    download them.
+    """
+    meta = meta if meta is not None else load_metadata(repo_id, root)
+    if episodes is not None:
+        episodes = select_episodes(meta, episodes)
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    return LeRobotDataset(repo_id, root=meta.root, episodes=episodes, video_backend=VIDEO_BACKEND)
+
+
+def checkpoint_model_dir(path: Path) -> Path:
+    """The `pretrained_model` folder for a path to it, to a `checkpoints/<step>` folder, or to a run."""
+    path = Path(path).expanduser()
+    candidates = [path, path / "pretrained_model", path / "checkpoints" / "last" / "pretrained_model"]
+    for candidate in candidates:
+        if (candidate / "config.json").is_file() and (candidate / "model.safetensors").is_file():
+            return candidate
+    if not path.exists():
+        raise CliError(f"policy path {path} does not exist")
+    raise CliError(
+        f"{path} holds no policy checkpoint (config.json and model.safetensors in it, in "
+        "pretrained_model/ or in checkpoints/last/pretrained_model/)"
+    )
+
+
+def load_policy(path: Path, device: str) -> PreTrainedPolicy:
+    """Load a LeRobot policy checkpoint (any plugin type) for inference on `device`, offline."""
+    model_dir = checkpoint_model_dir(path)
+    go_offline()
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.factory import get_policy_class
+    from lerobot.utils.import_utils import register_third_party_plugins
+
+    register_third_party_plugins()
+    try:
+        config_type = json.loads((model_dir / "config.json").read_text())["type"]
+    except (json.JSONDecodeError, KeyError) as error:
+        raise CliError(
+            f"{model_dir / 'config.json'} is not a LeRobot policy config: {one_line(error)}"
+        ) from error
+    config = PreTrainedConfig.from_pretrained(model_dir)
+    config.device = device
+    policy = get_policy_class(config_type).from_pretrained(model_dir, config=config)
+    policy.eval()
+    return policy
+
+
+def load_reward_model(path: Path, device: str) -> tuple[PreTrainedPolicy, Any]:
+    """A RewACT checkpoint and the pre-processor saved with it (training's normalisation)."""
+    policy = load_policy(path, device)
+    if not callable(getattr(policy, "predict_value", None)):
+        raise CliError(
+            f"the policy at {path} is a {policy.name!r} policy without a value head; pass a RewACT checkpoint"
+        )
+    from rewact_tools.processors import make_pre_post_processors
+
+    preprocessor, _ = make_pre_post_processors(policy.config, pretrained_path=checkpoint_model_dir(path))
+    return policy, preprocessor
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` as indented JSON (the folder is created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,381 @@
+"""Training RewACT / ACTvantage on one or several datasets with robocandywrapper plugins.
+
+`lerobot-train` builds one `LeRobotDataset` and LeRobot's own processors, which drop every key a
+plugin adds. This module keeps LeRobot's configuration (`TrainPipelineConfig`), optimiser and
+scheduler presets, training step (`update_policy`), metrics, checkpoint layout and resume logic,
+and replaces only the data side: every dataset is opened with its own root, wrapped with the
+plugins chosen in `PluginOptions`, and the pre-processor carries their keys to the policy. So a
+checkpoint written here loads with `from_pretrained` and runs under `lerobot-eval` like one written
+by `lerobot-train`.
+
+Several datasets are given as comma-separated lists: `--dataset.repo_id=a,b --dataset.root=ra,rb`;
+`--dataset.episodes` applies to each of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from lerobot.configs.policies import PreTrainedConfig
+from lerobot.configs.train import TrainPipelineConfig
+from lerobot.configs.types import FeatureType
+from lerobot.datasets.factory import IMAGENET_STATS, resolve_delta_timestamps
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from lerobot.datasets.transforms import ImageTransforms
+from lerobot.datasets.utils import cycle, dataset_to_policy_features
+from lerobot.optim.factory import make_optimizer_and_scheduler
+from lerobot.policies.factory import get_policy_class
+from lerobot.policies.pretrained import PreTrainedPolicy
+from lerobot.scripts.lerobot_train import update_policy
+from lerobot.utils.logging_utils import AverageMeter, MetricsTracker
+from lerobot.utils.random_utils import set_seed
+from lerobot.utils.train_utils import (
+    get_step_checkpoint_dir,
+    load_training_state,
+    save_checkpoint,
+    update_last_checkpoint,
+)
+from lerobot.utils.utils import format_big_number
+from tqdm import tqdm
+
+from lerobot_policy_actvantage import ACTvantageConfig
+from lerobot_policy_rewact import RewACTConfig
+from rewact_tools.advantage_display import ADVANTAGES_RELATIVE_PATH
+from rewact_tools.cli import UNKNOWN_OUTCOMES, CliError, load_metadata, select_episodes
+from rewact_tools.compat import DatasetPlugin, EpisodeOutcomePlugin, WrappedRobotDataset
+from rewact_tools.plugins import (
+    ControlModePlugin,
+    DenseRewardPlugin,
+    LabelledRewardPlugin,
+    PiStar0_6AdvantagePlugin,
+    PiStar0_6CumulativeRewardPlugin,
+)
+from rewact_tools.processors import make_pre_post_processors
+from rewact_tools.training_options import PluginOptions, split_list
+
+
+def _per_dataset(paths: list[str], datasets: list[LeRobotDataset], flag: str) -> dict[str, str]:
+    """One file per dataset, keyed by dataset root as the plugins expect."""
+    if len(paths) != len(datasets):
+        raise CliError(f"{flag} needs one path per dataset ({len(datasets)}), got {len(paths)}: {paths}")
+    return {str(dataset.root): path for dataset, path in zip(datasets, paths, strict=True)}
+
+
+def load_training_datasets(cfg: TrainPipelineConfig) -> list[LeRobotDataset]:
+    """Every dataset of `--dataset.repo_id` (comma list), each with its own root, as `lerobot-train`
+    would open it (delta timestamps from the policy, image transforms, ImageNet camera stats)."""
+    repo_ids = split_list(cfg.dataset.repo_id)
+    roots = split_list(cfg.dataset.root) or [None] * len(repo_ids)
+    if len(roots) != len(repo_ids) or not all(repo_ids):
+        raise CliError(
+            f"--dataset.root must list one folder per --dataset.repo_id: got {len(repo_ids)} repo ids "
+            f"{repo_ids} and {len(roots)} roots {roots}"
+        )
+    if cfg.dataset.streaming:
+        raise CliError("--dataset.streaming is not supported by train.py")
+    transforms = (
+        ImageTransforms(cfg.dataset.image_transforms) if cfg.dataset.image_transforms.enable else None
+    )
+    datasets = []
+    for repo_id, root in zip(repo_ids, roots, strict=True):
+        meta = load_metadata(repo_id, Path(root) if root else None)
+        episodes = select_episodes(meta, cfg.dataset.episodes) if cfg.dataset.episodes is not None else None
+        dataset = LeRobotDataset(
+            repo_id,
+            root=meta.root,
+            episodes=episodes,
+            delta_timestamps=resolve_delta_timestamps(cfg.policy, meta),
+            image_transforms=transforms,
+            revision=cfg.dataset.revision,
+            video_backend=cfg.dataset.video_backend,
+            tolerance_s=cfg.tolerance_s,
+        )
+        if cfg.dataset.use_imagenet_stats:
+            for key in dataset.meta.camera_keys:
+                for name, stats in IMAGENET_STATS.items():
+                    dataset.meta.stats[key][name] = torch.tensor(stats, dtype=torch.float32)
+        datasets.append(dataset)
+    return datasets
+
+
+def resolve_reward(options: PluginOptions, config: PreTrainedConfig, num_datasets: int) -> str | None:
+    """The reward source actually used; checks it fits the policy and the number of datasets."""
+    if not isinstance(config, RewACTConfig):
+        return options.reward
+    reward = options.reward or ("policy" if num_datasets == 1 else "dense")
+    if reward == "policy" and num_datasets > 1:
+        raise CliError(
+            "--reward policy needs a single dataset (RewACT looks its own targets up by dataset index); "
+            "with several datasets use --reward dense, labels or pistar"
+        )
+    if reward != "policy" and config.reward_source not in ("auto", "dataset"):
+        raise CliError(
+            f"--reward {reward} puts rewards in the batch, but --policy.reward_source={config.reward_source} "
+            "ignores them; use --policy.reward_source=auto (or dataset), or --reward policy"
+        )
+    return reward
+
+
+def make_plugins(
+    options: PluginOptions, config: PreTrainedConfig, datasets: list[LeRobotDataset]
+) -> list[DatasetPlugin]:
+    """The plugins `options` ask for, in the order their keys depend on each other."""
+    reward = resolve_reward(options, config, len(datasets))
+    value_range = (
+        {"value_min": config.value_min, "value_max": config.value_max}
+        if isinstance(config, RewACTConfig)
+        else {}
+    )
+    plugins: list[DatasetPlugin] = []
+    if options.outcomes or reward == "pistar":
+        plugins.append(EpisodeOutcomePlugin())
+    if reward == "dense":
+        plugins.append(DenseRewardPlugin(start=config.progress_start, end=config.progress_end, **value_range))
+    elif reward == "labels":
+        if not options.reward_labels:
+            raise CliError("--reward labels needs --reward-labels PATH[,PATH...] (one parquet per dataset)")
+        paths = _per_dataset(options.reward_labels, datasets, "--reward-labels")
+        plugins.append(LabelledRewardPlugin(paths, column=options.reward_label_column, **value_range))
+    elif reward == "pistar":
+        plugins.append(PiStar0_6CumulativeRewardPlugin(unknown_as=UNKNOWN_OUTCOMES[options.unknown_outcome]))
+    elif options.reward_labels:
+        raise CliError("--reward-labels goes with --reward labels")
+    if options.control_mode:
+        plugins.append(ControlModePlugin())
+    if options.advantages:
+        plugins.append(_advantage_plugin(options, config, datasets))
+    elif isinstance(config, ACTvantageConfig) and len(datasets) > 1:
+        raise CliError(
+            "ACTvantage on several datasets needs --advantages PATH,PATH,... (one parquet per dataset)"
+        )
+    return plugins
+
+
+def _advantage_plugin(
+    options: PluginOptions, config: PreTrainedConfig, datasets: list[LeRobotDataset]
+) -> DatasetPlugin:
+    """The advantages of each dataset, under the policy's `advantage_key`: the file's per-task
+    `positive` flag, or the raw advantage."""
+    if not isinstance(config, ACTvantageConfig):
+        raise CliError(f"--advantages trains ACTvantage (--policy.type=actvantage), not {config.type}")
+    given = options.advantages * len(datasets) if options.advantages == [""] else options.advantages
+    paths = {
+        root: path or str(Path(root) / ADVANTAGES_RELATIVE_PATH)
+        for root, path in _per_dataset(given, datasets, "--advantages").items()
+    }
+    if options.advantage_label == "positive":
+        return PiStar0_6AdvantagePlugin(paths, key="advantage_value", positive_key=config.advantage_key)
+    return PiStar0_6AdvantagePlugin(paths, key=config.advantage_key, positive_key=None)
+
+
+def check_plugin_items(dataset: WrappedRobotDataset, datasets: list[LeRobotDataset]) -> None:
+    """Read the first frame of every dataset through the wrapper and raise the error a plugin hit.
+
+    robocandywrapper turns a plugin's exception into a warning and drops its keys, which would
+    otherwise surface later as an obscure collation error.
+    """
+    position = 0
+    for inner in datasets:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dataset[position]
+        failures = [str(w.message) for w in caught if "failed for idx" in str(w.message)]
+        if failures:
+            raise ValueError(f"dataset {inner.repo_id} at {inner.root}: {failures[0]}")
+        position += len(inner)
+
+
+def make_training_policy(
+    config: PreTrainedConfig, dataset: WrappedRobotDataset, dataset_meta: Any
+) -> PreTrainedPolicy:
+    """The policy, new or from `config.pretrained_path`, with features from the wrapped datasets.
+
+    What `lerobot.policies.factory.make_policy` does, except that `dataset_meta` (the one dataset's
+    metadata, or None for several) is passed separately from the merged features and stats.
+    """
+    features = dataset_to_policy_features(dataset.meta.features)
+    config.output_features = {key: ft for key, ft in features.items() if ft.type is FeatureType.ACTION}
+    if not config.input_features:
+        config.input_features = {key: ft for key, ft in features.items() if key not in config.output_features}
+    policy_cls = get_policy_class(config.type)
+    kwargs = {"config": config, "dataset_stats": dataset.meta.stats, "dataset_meta": dataset_meta}
+    if config.pretrained_path:
+        policy = policy_cls.from_pretrained(config.pretrained_path, **kwargs)
+    else:
+        policy = policy_cls(**kwargs)
+    return policy.to(config.device)
+
+
+def make_training_processors(cfg: TrainPipelineConfig, policy: PreTrainedPolicy, stats: dict) -> tuple:
+    """Processors as `lerobot-train` makes them: saved ones on resume, saved ones re-normalised to
+    this data when fine-tuning, new ones otherwise; all carrying the plugin keys."""
+    pretrained = cfg.policy.pretrained_path
+    if cfg.resume:
+        return make_pre_post_processors(policy.config, pretrained_path=pretrained)
+    return make_pre_post_processors(policy.config, dataset_stats=stats, pretrained_path=pretrained)
+
+
+def _check_supported(cfg: TrainPipelineConfig) -> None:
+    unsupported = {
+        "--peft.*": cfg.peft is not None,
+        "--use_rabc": cfg.use_rabc,
+    }
+    named = [flag for flag, used in unsupported.items() if used]
+    if named:
+        raise CliError(f"train.py does not support {', '.join(named)}; use lerobot-train for that")
+
+
+def _make_accelerator(cfg: TrainPipelineConfig) -> Any:
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    return Accelerator(
+        step_scheduler_with_optimizer=False,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        cpu=cfg.policy.device == "cpu",
+    )
+
+
+def _evaluate(
+    cfg: TrainPipelineConfig, policy: PreTrainedPolicy, processors: tuple, env: Any, step: int
+) -> dict:
+    """One evaluation in simulation, as `lerobot-train` runs it."""
+    from lerobot.envs.factory import make_env_pre_post_processors
+    from lerobot.scripts.lerobot_eval import eval_policy_all
+    from lerobot.utils.train_utils import get_step_identifier
+
+    env_preprocessor, env_postprocessor = make_env_pre_post_processors(env_cfg=cfg.env, policy_cfg=cfg.policy)
+    with torch.no_grad():
+        info = eval_policy_all(
+            envs=env,
+            policy=policy,
+            env_preprocessor=env_preprocessor,
+            env_postprocessor=env_postprocessor,
+            preprocessor=processors[0],
+            postprocessor=processors[1],
+            n_episodes=cfg.eval.n_episodes,
+            videos_dir=cfg.output_dir / "eval" / f"videos_step_{get_step_identifier(step, cfg.steps)}",
+            max_episodes_rendered=4,
+            start_seed=cfg.seed,
+            max_parallel_tasks=cfg.env.max_parallel_tasks,
+        )
+    return info["overall"]
+
+
+def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path:
+    """Run training (`cfg` already validated); returns the last checkpoint folder."""
+    _check_supported(cfg)
+    accelerator = _make_accelerator(cfg)
+    if cfg.seed is not None:
+        set_seed(cfg.seed, accelerator=accelerator)
+    datasets = load_training_datasets(cfg)
+    plugins = make_plugins(options, cfg.policy, datasets)
+    dataset = WrappedRobotDataset(datasets, plugins=plugins, key_rename_map=cfg.rename_map or None)
+    check_plugin_items(dataset, datasets)
+    policy = make_training_policy(cfg.policy, dataset, datasets[0].meta if len(datasets) == 1 else None)
+    preprocessor, postprocessor = make_training_processors(cfg, policy, dataset.meta.stats)
+    optimizer, lr_scheduler = make_optimizer_and_scheduler(cfg, policy)
+    step = 0
+    if cfg.resume:
+        step, optimizer, lr_scheduler = load_training_state(cfg.checkpoint_path, optimizer, lr_scheduler)
+
+    env = None
+    if cfg.eval_freq > 0 and cfg.env is not None:
+        from lerobot.envs.factory import make_env
+
+        env = make_env(cfg.env, n_envs=cfg.eval.batch_size, use_async_envs=cfg.eval.use_async_envs)
+
+    num_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
+    logging.info(
+        f"Training {cfg.policy.type} on {[d.repo_id for d in datasets]} ({dataset.num_frames} frames, "
+        f"{dataset.num_episodes} episodes) with plugins {[type(p).__name__ for p in plugins]}; "
+        f"{format_big_number(num_params)} parameters; output {cfg.output_dir}"
+    )
+    dataloader = torch.utils.data.DataLoader(
+        dataset,
+        num_workers=cfg.num_workers,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        pin_memory=accelerator.device.type == "cuda",
+        drop_last=False,
+        prefetch_factor=2 if cfg.num_workers > 0 else None,
+    )
+    policy, optimizer, dataloader, lr_scheduler = accelerator.prepare(
+        policy, optimizer, dataloader, lr_scheduler
+    )
+    batches = cycle(dataloader)
+    meters = {
+        "loss": AverageMeter("loss", ":.3f"),
+        "grad_norm": AverageMeter("grdn", ":.3f"),
+        "lr": AverageMeter("lr", ":0.1e"),
+        "update_s": AverageMeter("updt_s", ":.3f"),
+        "dataloading_s": AverageMeter("data_s", ":.3f"),
+    }
+    tracker = MetricsTracker(
+        cfg.batch_size,
+        dataset.num_frames,
+        dataset.num_episodes,
+        meters,
+        initial_step=step,
+        accelerator=accelerator,
+    )
+    checkpoint_dir = None
+    for _ in tqdm(range(step, cfg.steps), desc="Training", unit="step", initial=step, total=cfg.steps):
+        start = time.perf_counter()
+        batch = preprocessor(next(batches))
+        tracker.dataloading_s = time.perf_counter() - start
+        tracker, output = update_policy(
+            tracker,
+            policy,
+            batch,
+            optimizer,
+            cfg.optimizer.grad_clip_norm,
+            accelerator=accelerator,
+            lr_scheduler=lr_scheduler,
+        )
+        step += 1
+        tracker.step()
+        if cfg.log_freq > 0 and step % cfg.log_freq == 0:
+            details = " ".join(
+                f"{key}:{value:.3f}" for key, value in output.items() if isinstance(value, float)
+            )
+            logging.info(f"{tracker} {details}")
+            tracker.reset_averages()
+        if cfg.save_checkpoint and (step % cfg.save_freq == 0 or step == cfg.steps):
+            checkpoint_dir = get_step_checkpoint_dir(cfg.output_dir, cfg.steps, step)
+            save_checkpoint(
+                checkpoint_dir,
+                step,
+                cfg,
+                accelerator.unwrap_model(policy),
+                optimizer,
+                lr_scheduler,
+                preprocessor,
+                postprocessor,
+            )
+            options.save(checkpoint_dir / "pretrained_model")
+            update_last_checkpoint(checkpoint_dir)
+            logging.info(f"Saved checkpoint {checkpoint_dir}")
+        if env is not None and step % cfg.eval_freq == 0:
+            overall = _evaluate(
+                cfg, accelerator.unwrap_model(policy), (preprocessor, postprocessor), env, step
+            )
+            logging.info(
+                f"Eval at step {step}: success {overall['pc_success']:.1f}%, "
+                f"sum reward {overall['avg_sum_reward']:.3f}"
+            )
+    if env is not None:
+        from lerobot.envs.utils import close_envs
+
+        close_envs(env)
+    if cfg.policy.push_to_hub:
+        accelerator.unwrap_model(policy).push_model_to_hub(cfg)
+        preprocessor.push_to_hub(cfg.policy.repo_id)
+        postprocessor.push_to_hub(cfg.policy.repo_id)
+    accelerator.end_training()
+    return checkpoint_dir

@@ -1,0 +1,122 @@
+#!/usr/bin/env python
+"""Compute pi*0.6 advantages of every frame of a dataset with a RewACT value model (SPEC §4.4-4.5).
+
+    python scripts/precompute_advantage.py --dataset-repo-id local/pusht --dataset-root data/pusht \\
+        --policy-path outputs/value_model/checkpoints/last --n-step 50 --positive-fraction 0.3
+
+Values of every frame come from the checkpoint (batched); rewards are -1 per step with 0 (success)
+or -c_fail (failure) on the last frame, normalised per task by its longest successful episode.
+A_t = sum of N rewards + V(s_t+N) - V(s_t) (Monte Carlo without --n-step). Per task a threshold
+marks --positive-fraction of the frames positive, or --threshold fixes it. Episode outcomes come
+from robocandywrapper's outcomes file or the dataset's next.success column.
+
+Writes advantages.parquet (index, episode_index, frame_index, task_index, value, return, advantage,
+positive) atomically, by default into <dataset root>/rewact_extensions/, and prints a summary per task.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from rewact_tools.advantage_display import ADVANTAGES_RELATIVE_PATH
+from rewact_tools.cli import (
+    UNKNOWN_OUTCOMES,
+    add_dataset_arguments,
+    add_policy_arguments,
+    load_dataset,
+    load_metadata,
+    load_reward_model,
+    make_parser,
+    positive_int,
+    run_cli,
+)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = make_parser(__doc__)
+    add_dataset_arguments(parser)
+    add_policy_arguments(parser)
+    parser.add_argument(
+        "--n-step",
+        type=positive_int,
+        help="advantage horizon N in frames (default: Monte Carlo, to the episode end)",
+    )
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument(
+        "--positive-fraction",
+        type=float,
+        default=0.30,
+        help="fraction of each task's frames marked positive (default 0.30)",
+    )
+    split.add_argument("--threshold", type=float, help="fixed advantage threshold instead of a fraction")
+    parser.add_argument(
+        "--c-fail",
+        type=float,
+        help="cost of a failure at its last frame (default: the task's longest success)",
+    )
+    parser.add_argument(
+        "--unknown-outcome",
+        choices=sorted(UNKNOWN_OUTCOMES),
+        default="error",
+        help="how to treat episodes whose outcome is unknown (default: error)",
+    )
+    parser.add_argument(
+        "--output", type=Path, help=f"parquet to write (default: <dataset root>/{ADVANTAGES_RELATIVE_PATH})"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Imported after parsing, so --help and usage errors do not wait for torch and LeRobot.
+    import pandas as pd
+
+    from rewact_tools.advantage_display import task_summary
+    from rewact_tools.advantages import compute_advantages, task_thresholds, write_advantages
+    from rewact_tools.outcomes import load_episode_outcomes
+    from rewact_tools.returns import dataset_frames
+    from rewact_tools.values import compute_values
+
+    if args.threshold is None and not 0.0 < args.positive_fraction < 1.0:
+        raise ValueError(
+            f"--positive-fraction must be strictly between 0 and 1, got {args.positive_fraction}"
+        )
+    meta = load_metadata(args.dataset_repo_id, args.dataset_root)
+    output = args.output if args.output is not None else Path(meta.root) / ADVANTAGES_RELATIVE_PATH
+    policy, preprocessor = load_reward_model(args.policy_path, args.device)
+    dataset = load_dataset(args.dataset_repo_id, args.dataset_root, meta=meta)
+    outcomes = load_episode_outcomes(dataset)
+    values = compute_values(policy, dataset, args.batch_size, device=args.device, preprocessor=preprocessor)
+    table = compute_advantages(
+        dataset_frames(dataset),
+        values,
+        outcomes,
+        n_steps=args.n_step,
+        positive_fraction=args.positive_fraction,
+        threshold=args.threshold,
+        c_fail=args.c_fail,
+        unknown_as=UNKNOWN_OUTCOMES[args.unknown_outcome],
+    )
+    write_advantages(table, output)
+
+    if args.threshold is None:
+        thresholds = task_thresholds(table["advantage"], table["task_index"], args.positive_fraction)
+    else:
+        thresholds = dict.fromkeys(table["task_index"].unique().tolist(), args.threshold)
+    tasks = {
+        int(index): str(name) for name, index in zip(meta.tasks.index, meta.tasks["task_index"], strict=True)
+    }
+    horizon = f"{args.n_step}-step" if args.n_step else "Monte Carlo"
+    print(f"{horizon} advantages of {len(table)} frames in {table['episode_index'].nunique()} episodes")
+    with pd.option_context(
+        "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format
+    ):
+        print(task_summary(table, thresholds, tasks).to_string(index=False))
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,583 @@
+"""The command-line programs in scripts/, run as a user runs them: subprocesses on local datasets.
+
+One tiny RewACT checkpoint is trained once (by scripts/train.py) and shared. Independent runs are
+started together to keep the module fast on two cores. Every run has HF_HUB_OFFLINE=1: nothing may
+come from the hub.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+from lerobot_policy_actvantage import ACTvantagePolicy
+from lerobot_policy_rewact import RewACTPolicy
+from rewact_tools.advantages import compute_advantages, read_advantages, write_advantages
+from rewact_tools.compat import WrappedRobotDataset
+from rewact_tools.outcomes import write_episode_outcomes
+from rewact_tools.processors import make_pre_post_processors
+from rewact_tools.returns import dataset_frames
+from rewact_tools.training import make_plugins
+from rewact_tools.training_options import PluginOptions
+
+from local_datasets import make_local_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+ENV = {
+    **os.environ,
+    "OMP_NUM_THREADS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "MUJOCO_GL": "egl",
+}
+ENV.pop("REWACT_TRACEBACK", None)
+TINY_FLAGS = [
+    "--policy.dim_model=32",
+    "--policy.n_heads=2",
+    "--policy.dim_feedforward=64",
+    "--policy.n_encoder_layers=1",
+    "--policy.n_vae_encoder_layers=1",
+    "--policy.latent_dim=8",
+    "--policy.chunk_size=4",
+    "--policy.n_action_steps=4",
+    "--policy.pretrained_backbone_weights=null",
+    "--policy.push_to_hub=false",
+    "--policy.device=cpu",
+    "--num_workers=0",
+    "--batch_size=4",
+    "--eval_freq=-1",
+    "--log_freq=1",
+]
+LENGTHS_A = (12, 16, 10)
+LENGTHS_B = (9, 11)
+# Episode media: cameras scaled to 256 px high above a 256 px panel at least 512 px wide.
+MEDIA_SIZE_ONE_CAMERA = (512, 512)
+SCRIPTS = (
+    "train.py",
+    "label_rewards.py",
+    "visualise_reward_labels.py",
+    "visualise_reward_predictions.py",
+    "evaluate_reward_model.py",
+    "precompute_advantage.py",
+    "visualise_advantages.py",
+)
+
+
+@dataclass
+class Run:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def check(self) -> Run:
+        assert self.returncode == 0, f"{self.args} failed:\n{self.stdout[-3000:]}\n{self.stderr[-5000:]}"
+        return self
+
+    def check_user_error(self, *fragments: str) -> str:
+        """Exit 2 with exactly one `error: ...` line naming `fragments`, and no traceback."""
+        assert self.returncode == 2, f"{self.args} exited {self.returncode}:\n{self.stderr[-3000:]}"
+        assert "Traceback" not in self.stderr, self.stderr
+        errors = [line for line in self.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, self.stderr
+        for fragment in fragments:
+            assert fragment in errors[0], errors[0]
+        return errors[0]
+
+
+def _command(script: str, args: list[str]) -> list[str]:
+    if script.startswith("lerobot-"):
+        return [str(BIN / script), *map(str, args)]
+    return [sys.executable, str(REPO / "scripts" / script), *map(str, args)]
+
+
+def run_scripts(*calls: tuple[str, list], parallel: int = 2) -> list[Run]:
+    """Run `(script, args)` calls from the repository root, `parallel` at a time (the machine has two
+    cores; most of a run is importing torch and LeRobot). Results come in call order."""
+    runs: list[Run] = []
+    for start in range(0, len(calls), parallel):
+        batch = calls[start : start + parallel]
+        processes = [
+            subprocess.Popen(
+                _command(script, args),
+                cwd=REPO,
+                env=ENV,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for script, args in batch
+        ]
+        for (script, args), process in zip(batch, processes, strict=True):
+            stdout, stderr = process.communicate(timeout=600)
+            runs.append(Run([script, *map(str, args)], process.returncode, stdout, stderr))
+    return runs
+
+
+def run_script(script: str, *args) -> Run:
+    return run_scripts((script, list(args)))[0]
+
+
+def mp4_frames(path: Path) -> tuple[int, tuple[int, int]]:
+    """Frame count and (height, width) of an MP4, decoded with PyAV."""
+    with av.open(str(path)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert frames, path
+    return len(frames), frames[0].shape[:2]
+
+
+def dataset_args(root: Path, repo_id: str) -> list[str]:
+    return ["--dataset-repo-id", repo_id, "--dataset-root", root]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("scripts")
+
+
+@pytest.fixture(scope="module")
+def dataset_a(workdir) -> Path:
+    """Three episodes, one 32x32 camera; next.success on episodes 0 and 2 (episode 1 fails)."""
+    root = workdir / "a"
+    make_local_dataset(root, repo_id="local/a", episode_lengths=LENGTHS_A, with_next_fields=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset_b(workdir) -> Path:
+    """Same features as `dataset_a`, another task, outcomes in robocandywrapper's file."""
+    root = workdir / "b"
+    make_local_dataset(
+        root,
+        repo_id="local/b",
+        episode_lengths=LENGTHS_B,
+        with_next_fields=True,
+        tasks=("other task",),
+        seed=1,
+    )
+    write_episode_outcomes(root, {0: True, 1: False})
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(workdir, dataset_a) -> Path:
+    """A tiny RewACT trained by scripts/train.py for 4 steps, checkpoints at steps 2 and 4."""
+    output = workdir / "train_a"
+    run_script(
+        "train.py",
+        "--dataset.repo_id=local/a",
+        f"--dataset.root={dataset_a}",
+        "--dataset.episodes=[0,1,2]",
+        "--policy.type=rewact",
+        "--policy.repo_id=local/rewact_tiny",
+        f"--output_dir={output}",
+        "--job_name=tiny",
+        "--save_freq=2",
+        "--steps=4",
+        *TINY_FLAGS,
+    ).check()
+    return output
+
+
+@pytest.fixture(scope="module")
+def checkpoint(trained) -> Path:
+    return trained / "checkpoints" / "last" / "pretrained_model"
+
+
+@pytest.fixture(scope="module")
+def advantages_a(dataset_a, checkpoint) -> tuple[Path, Run]:
+    """precompute_advantage.py on dataset a, written to the default place."""
+    run = run_script(
+        "precompute_advantage.py",
+        *dataset_args(dataset_a, "local/a"),
+        "--policy-path",
+        checkpoint,
+        "--n-step",
+        "3",
+        "--positive-fraction",
+        "0.3",
+        "--batch-size",
+        "8",
+    ).check()
+    return dataset_a / "rewact_extensions" / "advantages.parquet", run
+
+
+@pytest.fixture(scope="module")
+def advantages_b(dataset_b) -> Path:
+    """An advantages file for dataset b at its default place, from made-up values."""
+    frames = dataset_frames(LeRobotDataset("local/b", root=dataset_b))
+    values = frames[["index"]].assign(value=np.linspace(0.1, 0.9, len(frames)))
+    table = compute_advantages(frames, values, {0: True, 1: False}, n_steps=2)
+    return write_advantages(table, dataset_b / "rewact_extensions" / "advantages.parquet")
+
+
+def test_every_script_has_help():
+    runs = run_scripts(*((script, ["--help"]) for script in SCRIPTS))
+    for script, run in zip(SCRIPTS, runs, strict=True):
+        run.check()
+        assert "usage:" in run.stdout, script
+    assert "--dataset.repo_id" in runs[0].stdout and "--reward" in runs[0].stdout
+    for run in runs[1:]:
+        assert "--dataset-repo-id" in run.stdout and "--dataset-root" in run.stdout
+
+
+def test_train_writes_lerobot_checkpoints_that_load(trained, checkpoint, dataset_a):
+    steps = sorted(path.name for path in (trained / "checkpoints").iterdir())
+    assert steps == ["000002", "000004", "last"]
+    assert (trained / "checkpoints" / "last").resolve() == (trained / "checkpoints" / "000004").resolve()
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "train_config.json",
+        "policy_preprocessor.json",
+        "policy_postprocessor.json",
+    ):
+        assert (checkpoint / name).is_file(), name
+    assert json.loads((checkpoint.parent / "training_state" / "training_step.json").read_text())["step"] == 4
+    assert json.loads((checkpoint / "rewact_plugins.json").read_text())["reward"] is None
+
+    policy = RewACTPolicy.from_pretrained(checkpoint)
+    assert policy.config.dim_model == 32 and policy.config.chunk_size == 4
+    preprocessor, _ = make_pre_post_processors(policy.config, pretrained_path=checkpoint)
+    dataset = LeRobotDataset("local/a", root=dataset_a)
+    batch = preprocessor(torch.utils.data.default_collate([dataset[0], dataset[5]]))
+    values = policy.predict_value({k: v for k, v in batch.items() if k.startswith("observation.")})
+    assert values.shape == (2,) and torch.all((values >= 0) & (values <= 1))
+
+
+def test_train_resumes_from_its_checkpoint(trained, workdir):
+    copy = workdir / "train_a_resumed"
+    shutil.copytree(trained, copy, symlinks=True)
+    config = copy / "checkpoints" / "last" / "pretrained_model" / "train_config.json"
+    run = run_script(
+        "train.py", "--resume=true", f"--config_path={config}", f"--output_dir={copy}", "--steps=6"
+    )
+    run.check()
+    log = run.stdout + run.stderr
+    assert "step:5 " in log and "step:1 " not in log  # continued from step 4
+    assert (
+        json.loads((copy / "checkpoints" / "last" / "training_state" / "training_step.json").read_text())[
+            "step"
+        ]
+        == 6
+    )
+    assert RewACTPolicy.from_pretrained(copy / "checkpoints" / "000006" / "pretrained_model") is not None
+
+
+def test_plugins_put_their_keys_into_the_training_batch(dataset_a, dataset_b):
+    """What train.py builds for two datasets with --reward dense --outcomes, checked item by item."""
+    from lerobot_policy_rewact import RewACTConfig
+
+    datasets = [LeRobotDataset("local/a", root=dataset_a), LeRobotDataset("local/b", root=dataset_b)]
+    config = RewACTConfig(pretrained_backbone_weights=None, device="cpu")
+    plugins = make_plugins(PluginOptions(reward="dense", outcomes=True), config, datasets)
+    wrapped = WrappedRobotDataset(datasets, plugins=plugins)
+    last_of_b = wrapped[len(wrapped) - 1]
+    assert float(last_of_b["reward"]) == pytest.approx(1.0)
+    assert bool(last_of_b["episode_outcome"]) is False and bool(last_of_b["episode_outcome_mask"]) is True
+    assert float(wrapped[0]["reward"]) == 0.0
+
+    from lerobot.datasets.utils import dataset_to_policy_features
+
+    features = dataset_to_policy_features(wrapped.meta.features)
+    config.input_features = {k: f for k, f in features.items() if k != "action"}
+    config.output_features = {"action": features["action"]}
+    preprocessor, _ = make_pre_post_processors(config, dataset_stats=wrapped.meta.stats)
+    batch = preprocessor(torch.utils.data.default_collate([wrapped[0], wrapped[len(wrapped) - 1]]))
+    assert batch["reward"].tolist() == pytest.approx([0.0, 1.0])
+    assert batch["episode_outcome_mask"].tolist() == [False, True]
+
+
+def test_train_on_two_datasets_with_plugins_runs_under_lerobot_eval(workdir, dataset_a, dataset_b):
+    output = workdir / "train_ab"
+    run = run_script(
+        "train.py",
+        "--dataset.repo_id=local/a,local/b",
+        f"--dataset.root={dataset_a},{dataset_b}",
+        "--policy.type=rewact",
+        f"--output_dir={output}",
+        "--steps=2",
+        "--reward",
+        "dense",
+        "--outcomes",
+        *TINY_FLAGS,
+    ).check()
+    assert "['EpisodeOutcomePlugin', 'DenseRewardPlugin']" in run.stdout + run.stderr
+    model = output / "checkpoints" / "last" / "pretrained_model"
+    saved = json.loads((model / "rewact_plugins.json").read_text())
+    assert saved["reward"] == "dense" and saved["outcomes"] is True
+    policy = RewACTPolicy.from_pretrained(model)
+    assert set(policy.config.input_features) == {"observation.image", "observation.state"}
+
+    run_script(
+        "lerobot-eval",
+        f"--policy.path={model}",
+        "--env.type=pusht",
+        "--env.observation_height=32",
+        "--env.observation_width=32",
+        "--env.episode_length=5",
+        "--eval.n_episodes=1",
+        "--eval.batch_size=1",
+        "--policy.device=cpu",
+        f"--output_dir={workdir / 'eval_ab'}",
+    ).check()
+
+
+def test_train_actvantage_on_two_datasets_with_advantage_files(
+    workdir, dataset_a, dataset_b, advantages_a, advantages_b
+):
+    output = workdir / "train_actvantage"
+    run_script(
+        "train.py",
+        "--dataset.repo_id=local/a,local/b",
+        f"--dataset.root={dataset_a},{dataset_b}",
+        "--policy.type=actvantage",
+        f"--output_dir={output}",
+        "--steps=2",
+        "--advantages",
+        *TINY_FLAGS,
+    ).check()
+    policy = ACTvantagePolicy.from_pretrained(output / "checkpoints" / "last" / "pretrained_model")
+    assert policy.config.advantage_key == "advantage"
+
+
+def test_train_rejects_bad_input_in_one_line(workdir, dataset_a, dataset_b):
+    runs = run_scripts(
+        (
+            "train.py",
+            [
+                "--dataset.repo_id=local/a,local/b",
+                f"--dataset.root={dataset_a},{dataset_b}",
+                "--policy.type=rewact",
+                "--reward",
+                "policy",
+                f"--output_dir={workdir / 'x1'}",
+                *TINY_FLAGS,
+            ],
+        ),
+        (
+            "train.py",
+            [
+                "--dataset.repo_id=local/a",
+                f"--dataset.root={dataset_a}",
+                "--policy.type=rewact",
+                "--steps=many",
+                *TINY_FLAGS,
+            ],
+        ),
+    )
+    runs[0].check_user_error("--reward policy needs a single dataset")
+    runs[1].check_user_error("steps", "many")
+    assert not (workdir / "x1").exists()
+
+
+@pytest.fixture(scope="module")
+def labelled(workdir, dataset_a) -> Path:
+    """A copy of dataset a for the labelling scripts to write into."""
+    root = workdir / "labelled"
+    shutil.copytree(dataset_a, root)
+    return root
+
+
+def test_label_rewards_from_config_and_flags(workdir, labelled):
+    sidecar = labelled / "rewact_extensions" / "reward_keypoints.json"
+    config = workdir / "labels.json"
+    config.write_text(
+        json.dumps(
+            {
+                "repo_id": "local/a",
+                "episodes": {
+                    "0": {
+                        "keypoints": [{"frame_index": 4, "reward": 0.5}, {"timestamp": 1.0, "reward": 1.0}]
+                    },
+                    "2": {"keypoints": [{"frame_index": 9, "reward": 1.0}]},
+                },
+            }
+        )
+    )
+    written, dry = run_scripts(
+        ("label_rewards.py", [*dataset_args(labelled, "local/a"), "--config", config]),
+        (
+            "label_rewards.py",
+            [*dataset_args(labelled, "local/a"), "--episode", "1", "--keypoint", "8:0.5", "--dry-run"],
+        ),
+    )
+    assert (
+        "episode 0 (length 12, 2 keypoints): 0=0.000" in written.check().stdout
+        and "4=0.500" in written.stdout
+    )
+    assert "episode 1 (length 16, 1 keypoints)" in dry.check().stdout and "8=0.500" in dry.stdout
+    saved = json.loads(sidecar.read_text())
+    assert sorted(saved) == ["0", "2"]  # the dry run wrote nothing
+    assert [k["frame_index"] for k in saved["0"]["keypoints"]] == [4, 10]
+
+    run_script(
+        "label_rewards.py", *dataset_args(labelled, "local/a"), "--episode", "1", "--keypoint", "0.8s:1.0"
+    ).check()
+    assert sorted(json.loads(sidecar.read_text())) == ["0", "1", "2"]  # other episodes kept
+    run_script(
+        "label_rewards.py",
+        *dataset_args(labelled, "local/a"),
+        "--episode",
+        "2",
+        "--keypoint",
+        "5:1.0",
+        "--clear-existing",
+    ).check()
+    assert json.loads(sidecar.read_text()) == {
+        "2": {"keypoints": [{"frame_index": 5, "timestamp": 0.5, "reward": 1.0}], "fps": 10}
+    }
+
+
+def test_label_rewards_rejects_bad_input_in_one_line(workdir, labelled):
+    malformed = workdir / "malformed.json"
+    malformed.write_text('{"episodes": {"0": {"keypoints": [{"frame_index": 3}]}}')
+    before = (labelled / "rewact_extensions" / "reward_keypoints.json").read_text()
+    runs = run_scripts(
+        ("label_rewards.py", [*dataset_args(labelled, "local/a"), "--config", malformed]),
+        ("label_rewards.py", [*dataset_args(labelled, "local/a"), "--episode", "7", "--keypoint", "3:0.5"]),
+        (
+            "label_rewards.py",
+            [*dataset_args(workdir / "nowhere", "local/a"), "--episode", "0", "--keypoint", "3:0.5"],
+        ),
+    )
+    runs[0].check_user_error(str(malformed), "invalid JSON")
+    runs[1].check_user_error("episode 7 does not exist")
+    runs[2].check_user_error("nowhere", "does not exist")
+    assert (labelled / "rewact_extensions" / "reward_keypoints.json").read_text() == before
+    assert not (workdir / "nowhere").exists()
+
+
+def test_visualise_reward_labels_writes_plot_and_video(workdir, labelled, tmp_path_factory):
+    camera_less = tmp_path_factory.mktemp("camera_less") / "env"
+    make_local_dataset(camera_less, repo_id="local/env", cameras=(), env_state_dim=4, episode_lengths=(7,))
+    out = workdir / "label_media"
+    labels, env = run_scripts(
+        (
+            "visualise_reward_labels.py",
+            [*dataset_args(labelled, "local/a"), "--episode-id", "1", "2", "--output-dir", out],
+        ),
+        (
+            "visualise_reward_labels.py",
+            [*dataset_args(camera_less, "local/env"), "--output-dir", out / "env"],
+        ),
+    )
+    labels.check()
+    env.check()
+    for episode in (1, 2):
+        assert (out / f"reward_labels_episode_{episode}.png").stat().st_size > 0
+        assert mp4_frames(out / f"reward_labels_episode_{episode}.mp4") == (
+            LENGTHS_A[episode],
+            MEDIA_SIZE_ONE_CAMERA,
+        )
+    assert not (out / "reward_labels_episode_0.mp4").exists()
+    count, (height, width) = mp4_frames(out / "env" / "reward_labels_episode_0.mp4")
+    assert count == 7 and height % 2 == 0 and width % 2 == 0 and height < MEDIA_SIZE_ONE_CAMERA[0]
+
+
+def test_visualise_reward_predictions(workdir, dataset_a, checkpoint):
+    out = workdir / "predictions"
+    good, unknown = run_scripts(
+        (
+            "visualise_reward_predictions.py",
+            [
+                *dataset_args(dataset_a, "local/a"),
+                "--episode-id",
+                "0",
+                "2",
+                "--policy-path",
+                checkpoint,
+                "--output-dir",
+                out,
+                "--batch-size",
+                "8",
+            ],
+        ),
+        (
+            "visualise_reward_predictions.py",
+            [*dataset_args(dataset_a, "local/a"), "--episode-id", "24", "--policy-path", checkpoint],
+        ),
+    )
+    good.check()
+    for episode in (0, 2):
+        stem = out / f"reward_predictions_episode_{episode}"
+        assert mp4_frames(stem.with_suffix(".mp4")) == (LENGTHS_A[episode], MEDIA_SIZE_ONE_CAMERA)
+        assert stem.with_suffix(".png").stat().st_size > 0
+        metrics = json.loads(stem.with_suffix(".json").read_text())
+        assert metrics["episode_index"] == episode and metrics["num_frames"] == LENGTHS_A[episode]
+        assert math.isfinite(metrics["voc"]) and math.isfinite(metrics["mae"]) and 0 <= metrics["mae"] <= 1
+        assert len(metrics["values"]) == len(metrics["labels"]) == LENGTHS_A[episode]
+        assert f"episode {episode}: {LENGTHS_A[episode]} frames, VOC" in good.stdout
+    assert not (out / "reward_predictions_episode_1.json").exists()
+    unknown.check_user_error("no episode(s) [24]")
+
+
+def test_evaluate_reward_model(workdir, dataset_a, checkpoint):
+    output = workdir / "metrics.json"
+    run = run_script(
+        "evaluate_reward_model.py",
+        *dataset_args(dataset_a, "local/a"),
+        "--policy-path",
+        checkpoint,
+        "--output",
+        output,
+    ).check()
+    report = json.loads(output.read_text())
+    metrics = report["metrics"]
+    assert report["episodes"] == [0, 1, 2] and report["outcome_source"] == "dataset"
+    assert metrics["num_episodes"] == 3 and metrics["num_successful"] == 2 and metrics["num_failed"] == 1
+    for name in ("voc_mean", "voc_median", "mae", "rmse", "terminal_auroc", "precision", "recall", "f1"):
+        assert math.isfinite(metrics[name]), name
+        assert name in run.stdout
+    assert [entry["outcome"] for entry in report["per_episode"]] == [True, False, True]
+
+
+def test_precompute_advantage_writes_every_frame(advantages_a, dataset_a):
+    path, run = advantages_a
+    table = read_advantages(path)
+    assert len(table) == sum(LENGTHS_A)
+    assert table.groupby("episode_index").size().tolist() == list(LENGTHS_A)
+    assert 0.2 <= table["positive"].mean() <= 0.4
+    assert "3-step advantages of 38 frames in 3 episodes" in run.stdout and "push the block" in run.stdout
+
+
+def test_precompute_advantage_needs_episode_outcomes(workdir, checkpoint):
+    no_outcomes = workdir / "no_outcomes"
+    make_local_dataset(no_outcomes, repo_id="local/plain", episode_lengths=(5, 6))
+    run = run_script(
+        "precompute_advantage.py", *dataset_args(no_outcomes, "local/plain"), "--policy-path", checkpoint
+    )
+    run.check_user_error("no episode outcomes", "next.success")
+    assert not (no_outcomes / "rewact_extensions").exists()
+
+
+def test_visualise_advantages(workdir, dataset_a, advantages_a, advantages_b):
+    out = workdir / "advantage_media"
+    good, wrong_dataset = run_scripts(
+        (
+            "visualise_advantages.py",
+            [*dataset_args(dataset_a, "local/a"), "--episode-id", "1", "--output-dir", out],
+        ),
+        ("visualise_advantages.py", [*dataset_args(dataset_a, "local/a"), "--advantages", advantages_b]),
+    )
+    good.check()
+    assert mp4_frames(out / "advantages_episode_1.mp4") == (LENGTHS_A[1], MEDIA_SIZE_ONE_CAMERA)
+    assert (out / "advantages_episode_1.png").stat().st_size > 0
+    assert sorted(path.name for path in out.iterdir()) == [
+        "advantages_episode_1.mp4",
+        "advantages_episode_1.png",
+    ]
+    wrong_dataset.check_user_error("advantages.parquet")
