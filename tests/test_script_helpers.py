@@ -5,6 +5,7 @@ themselves run end to end in test_scripts.py."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +21,7 @@ from rewact_tools.cli import (
     check_local_dataset,
     checkpoint_model_dir,
     make_parser,
+    offline_if_local,
     one_line,
     run_cli,
     select_episodes,
@@ -98,6 +100,22 @@ def test_local_dataset_and_checkpoint_paths_are_checked(tmp_path):
         assert checkpoint_model_dir(path) == model
     with pytest.raises(CliError, match="does not exist"):
         checkpoint_model_dir(tmp_path / "nothing")
+
+
+def test_hub_is_offline_only_while_loading_a_local_dataset(tmp_path, monkeypatch):
+    import datasets.config
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    with offline_if_local(None):
+        assert not huggingface_hub.constants.HF_HUB_OFFLINE
+    with offline_if_local(tmp_path):
+        assert huggingface_hub.constants.HF_HUB_OFFLINE and datasets.config.HF_HUB_OFFLINE
+        assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert not huggingface_hub.constants.HF_HUB_OFFLINE and not datasets.config.HF_HUB_OFFLINE
+    assert "HF_HUB_OFFLINE" not in os.environ
 
 
 def test_select_episodes_checks_existence_and_keeps_order(image_dataset):

@@ -25,6 +25,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot_policy_actvantage import ACTvantagePolicy
 from lerobot_policy_rewact import RewACTPolicy
 from rewact_tools.advantages import compute_advantages, read_advantages, write_advantages
+from rewact_tools.cli import CliError
 from rewact_tools.compat import WrappedRobotDataset
 from rewact_tools.outcomes import write_episode_outcomes
 from rewact_tools.processors import make_pre_post_processors
@@ -301,6 +302,69 @@ def test_plugins_put_their_keys_into_the_training_batch(dataset_a, dataset_b):
     assert batch["episode_outcome_mask"].tolist() == [False, True]
 
 
+def test_plugins_for_every_reward_source_and_control_mode(workdir, dataset_a):
+    from lerobot_policy_rewact import RewACTConfig
+
+    dataset = LeRobotDataset("local/a", root=dataset_a)
+    config = RewACTConfig(pretrained_backbone_weights=None, device="cpu")
+    frames = dataset_frames(dataset)
+    labels = workdir / "labels_a.parquet"
+    frames[["index"]].assign(reward=np.linspace(0, 1, len(frames), dtype=np.float32)).to_parquet(labels)
+    modes = dataset_a / "candywrapper_plugins" / "control_mode" / "episode_modes.json"
+    modes.parent.mkdir(parents=True)
+    modes.write_text(
+        json.dumps(
+            {
+                "1": [
+                    {"start_index": 0, "end_index": 7, "mode": "human"},
+                    {"start_index": 8, "end_index": 15, "mode": "policy"},
+                ]
+            }
+        )
+    )
+
+    def wrapped(options: PluginOptions) -> WrappedRobotDataset:
+        return WrappedRobotDataset([dataset], plugins=make_plugins(options, config, [dataset]))
+
+    labelled = wrapped(PluginOptions(reward="labels", reward_labels=[str(labels)], control_mode=True))
+    item = labelled[20]  # episode 1, frame 8
+    assert float(item["reward"]) == pytest.approx(20 / (len(frames) - 1))
+    assert (
+        item["control_mode"] == "policy"
+        and bool(item["control_mode_autonomous"])
+        and not bool(item["control_mode_human"])
+    )
+    assert labelled[12]["control_mode"] == "human"
+
+    pistar = wrapped(PluginOptions(reward="pistar"))
+    assert [type(p).__name__ for p in pistar._plugins] == [
+        "EpisodeOutcomePlugin",
+        "PiStar0_6CumulativeRewardPlugin",
+    ]
+    assert float(pistar[11]["reward"]) == 1.0  # last frame of a success
+    assert float(pistar[12]["reward"]) == 0.0  # every frame of a failure sits at the bottom
+
+    with pytest.raises(CliError, match="needs --reward-labels"):
+        make_plugins(PluginOptions(reward="labels"), config, [dataset])
+    with pytest.raises(CliError, match="one path per dataset"):
+        make_plugins(PluginOptions(reward="labels", reward_labels=["a", "b"]), config, [dataset])
+    with pytest.raises(CliError, match="--advantages trains ACTvantage"):
+        make_plugins(PluginOptions(advantages=[""]), config, [dataset])
+    modes.unlink()
+
+
+def test_advantage_plugin_serves_the_policy_key(dataset_a, advantages_a):
+    from lerobot_policy_actvantage import ACTvantageConfig
+
+    dataset = LeRobotDataset("local/a", root=dataset_a)
+    config = ACTvantageConfig(pretrained_backbone_weights=None, device="cpu")
+    table = read_advantages(advantages_a[0]).set_index("index")
+    for label, expected in (("positive", table["positive"]), ("raw", table["advantage"])):
+        plugins = make_plugins(PluginOptions(advantages=[""], advantage_label=label), config, [dataset])
+        item = WrappedRobotDataset([dataset], plugins=plugins)[7]
+        assert item["advantage"].item() == pytest.approx(expected.loc[7]), label
+
+
 def test_train_on_two_datasets_with_plugins_runs_under_lerobot_eval(workdir, dataset_a, dataset_b):
     output = workdir / "train_ab"
     run = run_script(
@@ -448,15 +512,13 @@ def test_label_rewards_rejects_bad_input_in_one_line(workdir, labelled):
     before = (labelled / "rewact_extensions" / "reward_keypoints.json").read_text()
     runs = run_scripts(
         ("label_rewards.py", [*dataset_args(labelled, "local/a"), "--config", malformed]),
-        ("label_rewards.py", [*dataset_args(labelled, "local/a"), "--episode", "7", "--keypoint", "3:0.5"]),
         (
             "label_rewards.py",
             [*dataset_args(workdir / "nowhere", "local/a"), "--episode", "0", "--keypoint", "3:0.5"],
         ),
     )
     runs[0].check_user_error(str(malformed), "invalid JSON")
-    runs[1].check_user_error("episode 7 does not exist")
-    runs[2].check_user_error("nowhere", "does not exist")
+    runs[1].check_user_error("nowhere", "does not exist")
     assert (labelled / "rewact_extensions" / "reward_keypoints.json").read_text() == before
     assert not (workdir / "nowhere").exists()
 
@@ -554,30 +616,19 @@ def test_precompute_advantage_writes_every_frame(advantages_a, dataset_a):
     assert "3-step advantages of 38 frames in 3 episodes" in run.stdout and "push the block" in run.stdout
 
 
-def test_precompute_advantage_needs_episode_outcomes(workdir, checkpoint):
-    no_outcomes = workdir / "no_outcomes"
-    make_local_dataset(no_outcomes, repo_id="local/plain", episode_lengths=(5, 6))
-    run = run_script(
-        "precompute_advantage.py", *dataset_args(no_outcomes, "local/plain"), "--policy-path", checkpoint
-    )
-    run.check_user_error("no episode outcomes", "next.success")
-    assert not (no_outcomes / "rewact_extensions").exists()
-
-
-def test_visualise_advantages(workdir, dataset_a, advantages_a, advantages_b):
+def test_visualise_advantages(workdir, dataset_a, advantages_a):
     out = workdir / "advantage_media"
-    good, wrong_dataset = run_scripts(
-        (
-            "visualise_advantages.py",
-            [*dataset_args(dataset_a, "local/a"), "--episode-id", "1", "--output-dir", out],
-        ),
-        ("visualise_advantages.py", [*dataset_args(dataset_a, "local/a"), "--advantages", advantages_b]),
-    )
-    good.check()
+    run_script(
+        "visualise_advantages.py",
+        *dataset_args(dataset_a, "local/a"),
+        "--episode-id",
+        "1",
+        "--output-dir",
+        out,
+    ).check()
     assert mp4_frames(out / "advantages_episode_1.mp4") == (LENGTHS_A[1], MEDIA_SIZE_ONE_CAMERA)
     assert (out / "advantages_episode_1.png").stat().st_size > 0
     assert sorted(path.name for path in out.iterdir()) == [
         "advantages_episode_1.mp4",
         "advantages_episode_1.png",
     ]
-    wrong_dataset.check_user_error("advantages.parquet")

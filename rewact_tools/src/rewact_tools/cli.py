@@ -9,10 +9,11 @@ exit status 2 instead of a traceback (set `REWACT_TRACEBACK=1` to see the traceb
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -72,18 +73,42 @@ def make_parser(doc: str | None) -> ArgumentParser:
     return ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def go_offline() -> None:
-    """Forbid Hugging Face Hub access for the rest of the process.
+_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 
-    The environment variables cover libraries imported later; `huggingface_hub` reads its flag at
-    import time, so an already imported copy is switched too.
+
+@contextlib.contextmanager
+def offline_if_local(root: Path | None) -> Iterator[None]:
+    """Forbid Hugging Face Hub access inside the block when the dataset is local (`root` given).
+
+    Scoped rather than process-wide, so that a training run on a local dataset can still push its
+    policy at the end when asked to. `huggingface_hub` and `datasets` read their flags at import
+    time, so their module constants are switched as well as the environment.
     """
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
-    if "huggingface_hub" in sys.modules:
-        import huggingface_hub.constants
+    if root is None:
+        yield
+        return
+    import datasets.config
+    import huggingface_hub.constants
 
-        huggingface_hub.constants.HF_HUB_OFFLINE = True
+    saved_env = {name: os.environ.get(name) for name in _OFFLINE_VARIABLES}
+    saved = (
+        huggingface_hub.constants.HF_HUB_OFFLINE,
+        datasets.config.HF_HUB_OFFLINE,
+        datasets.config.HF_DATASETS_OFFLINE,
+    )
+    os.environ.update(dict.fromkeys(_OFFLINE_VARIABLES, "1"))
+    huggingface_hub.constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    datasets.config.HF_DATASETS_OFFLINE = True
+    try:
+        yield
+    finally:
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        huggingface_hub.constants.HF_HUB_OFFLINE = saved[0]
+        datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE = saved[1:]
 
 
 def check_local_dataset(root: str | Path) -> Path:
@@ -154,10 +179,10 @@ def load_metadata(repo_id: str, root: Path | None) -> LeRobotDatasetMetadata:
     """Dataset metadata; from `root` only (offline) when it is given, else from the cache or the hub."""
     if root is not None:
         root = check_local_dataset(root)
-        go_offline()
     from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
-    return LeRobotDatasetMetadata(repo_id, root=root)
+    with offline_if_local(root):
+        return LeRobotDatasetMetadata(repo_id, root=root)
 
 
 def select_episodes(meta: LeRobotDatasetMetadata, requested: Sequence[int] | None) -> list[int]:
@@ -191,7 +216,8 @@ def load_dataset(
         episodes = select_episodes(meta, episodes)
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    return LeRobotDataset(repo_id, root=meta.root, episodes=episodes, video_backend=VIDEO_BACKEND)
+    with offline_if_local(root):
+        return LeRobotDataset(repo_id, root=meta.root, episodes=episodes, video_backend=VIDEO_BACKEND)
 
 
 def checkpoint_model_dir(path: Path) -> Path:
@@ -212,7 +238,6 @@ def checkpoint_model_dir(path: Path) -> Path:
 def load_policy(path: Path, device: str) -> PreTrainedPolicy:
     """Load a LeRobot policy checkpoint (any plugin type) for inference on `device`, offline."""
     model_dir = checkpoint_model_dir(path)
-    go_offline()
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.factory import get_policy_class
     from lerobot.utils.import_utils import register_third_party_plugins

@@ -46,7 +46,7 @@ from tqdm import tqdm
 from lerobot_policy_actvantage import ACTvantageConfig
 from lerobot_policy_rewact import RewACTConfig
 from rewact_tools.advantage_display import ADVANTAGES_RELATIVE_PATH
-from rewact_tools.cli import UNKNOWN_OUTCOMES, CliError, load_metadata, select_episodes
+from rewact_tools.cli import UNKNOWN_OUTCOMES, CliError, load_metadata, offline_if_local, select_episodes
 from rewact_tools.compat import DatasetPlugin, EpisodeOutcomePlugin, WrappedRobotDataset
 from rewact_tools.plugins import (
     ControlModePlugin,
@@ -85,16 +85,17 @@ def load_training_datasets(cfg: TrainPipelineConfig) -> list[LeRobotDataset]:
     for repo_id, root in zip(repo_ids, roots, strict=True):
         meta = load_metadata(repo_id, Path(root) if root else None)
         episodes = select_episodes(meta, cfg.dataset.episodes) if cfg.dataset.episodes is not None else None
-        dataset = LeRobotDataset(
-            repo_id,
-            root=meta.root,
-            episodes=episodes,
-            delta_timestamps=resolve_delta_timestamps(cfg.policy, meta),
-            image_transforms=transforms,
-            revision=cfg.dataset.revision,
-            video_backend=cfg.dataset.video_backend,
-            tolerance_s=cfg.tolerance_s,
-        )
+        with offline_if_local(Path(root) if root else None):
+            dataset = LeRobotDataset(
+                repo_id,
+                root=meta.root,
+                episodes=episodes,
+                delta_timestamps=resolve_delta_timestamps(cfg.policy, meta),
+                image_transforms=transforms,
+                revision=cfg.dataset.revision,
+                video_backend=cfg.dataset.video_backend,
+                tolerance_s=cfg.tolerance_s,
+            )
         if cfg.dataset.use_imagenet_stats:
             for key in dataset.meta.camera_keys:
                 for name, stats in IMAGENET_STATS.items():
@@ -267,6 +268,23 @@ def _evaluate(
     return info["overall"]
 
 
+def _push(
+    cfg: TrainPipelineConfig, policy: PreTrainedPolicy, preprocessor, postprocessor, checkpoint: Path
+) -> None:
+    """Push the policy and its processors to `--policy.repo_id`, as `lerobot-train` does."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        policy.push_model_to_hub(cfg)
+        preprocessor.push_to_hub(cfg.policy.repo_id)
+        postprocessor.push_to_hub(cfg.policy.repo_id)
+    except (OSError, HfHubHTTPError) as error:
+        raise CliError(
+            f"training finished (last checkpoint {checkpoint}) but pushing it to the hub as "
+            f"{cfg.policy.repo_id} failed: {error}; pass --policy.push_to_hub=false to keep it local"
+        ) from error
+
+
 def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path:
     """Run training (`cfg` already validated); returns the last checkpoint folder."""
     _check_supported(cfg)
@@ -374,8 +392,6 @@ def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path:
 
         close_envs(env)
     if cfg.policy.push_to_hub:
-        accelerator.unwrap_model(policy).push_model_to_hub(cfg)
-        preprocessor.push_to_hub(cfg.policy.repo_id)
-        postprocessor.push_to_hub(cfg.policy.repo_id)
+        _push(cfg, accelerator.unwrap_model(policy), preprocessor, postprocessor, checkpoint_dir)
     accelerator.end_training()
     return checkpoint_dir
