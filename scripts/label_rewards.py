@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     for episode, values in dense.items():
         print(
-            f"episode {episode} (length {len(values)}, {len(keypoints[episode])} keypoints): {sampled_values(values)}"
+            f"episode {episode} (length {len(values)}, {len(keypoints[episode])} keypoint(s)): {sampled_values(values)}"
         )
     path = Path(meta.root) / KEYPOINTS_RELATIVE_PATH
     if path.exists() and not args.clear_existing:

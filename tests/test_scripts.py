@@ -480,10 +480,10 @@ def test_label_rewards_from_config_and_flags(workdir, labelled):
         ),
     )
     assert (
-        "episode 0 (length 12, 2 keypoints): 0=0.000" in written.check().stdout
+        "episode 0 (length 12, 2 keypoint(s)): 0=0.000" in written.check().stdout
         and "4=0.500" in written.stdout
     )
-    assert "episode 1 (length 16, 1 keypoints)" in dry.check().stdout and "8=0.500" in dry.stdout
+    assert "episode 1 (length 16, 1 keypoint(s))" in dry.check().stdout and "8=0.500" in dry.stdout
     saved = json.loads(sidecar.read_text())
     assert sorted(saved) == ["0", "2"]  # the dry run wrote nothing
     assert [k["frame_index"] for k in saved["0"]["keypoints"]] == [4, 10]

@@ -3,7 +3,9 @@ offline dataset loading, episode selection and checkpoint loading.
 
 Scripts stay thin: they declare their flags with the helpers here, call library functions, and run
 inside `run_cli`, which turns the expected kinds of bad input into `error: <message>` on stderr and
-exit status 2 instead of a traceback (set `REWACT_TRACEBACK=1` to see the traceback anyway).
+exit status 2 instead of a traceback (set `REWACT_TRACEBACK=1` to see the traceback anyway). This
+module imports only the standard library at load time and scripts import torch and LeRobot after
+parsing their arguments, so `--help` and usage errors do not wait for them.
 """
 
 from __future__ import annotations
@@ -70,7 +72,11 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def make_parser(doc: str | None) -> ArgumentParser:
     """A parser whose --help shows the script's docstring as written."""
-    return ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return ArgumentParser(
+        description=doc,
+        epilog="Errors print one line; set REWACT_TRACEBACK=1 for the full traceback.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -156,6 +162,13 @@ def add_label_arguments(parser: argparse.ArgumentParser, progress: bool = True) 
         )
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("policy")
     group.add_argument(
@@ -165,14 +178,9 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
         help="checkpoint folder: a pretrained_model folder, a checkpoints/<step> folder or a training run",
     )
     group.add_argument("--device", default="cpu", help="torch device for inference (default: cpu)")
-    group.add_argument("--batch-size", type=int, default=64, help="frames per inference batch (default: 64)")
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+    group.add_argument(
+        "--batch-size", type=positive_int, default=64, help="frames per inference batch (default: 64)"
+    )
 
 
 def load_metadata(repo_id: str, root: Path | None) -> LeRobotDatasetMetadata:
@@ -236,7 +244,7 @@ def checkpoint_model_dir(path: Path) -> Path:
 
 
 def load_policy(path: Path, device: str) -> PreTrainedPolicy:
-    """Load a LeRobot policy checkpoint (any plugin type) for inference on `device`, offline."""
+    """Load a LeRobot policy checkpoint (any plugin type) from a local folder for inference on `device`."""
     model_dir = checkpoint_model_dir(path)
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.factory import get_policy_class

@@ -225,6 +225,7 @@ def _check_supported(cfg: TrainPipelineConfig) -> None:
     unsupported = {
         "--peft.*": cfg.peft is not None,
         "--use_rabc": cfg.use_rabc,
+        "--wandb.enable": cfg.wandb.enable,
     }
     named = [flag for flag, used in unsupported.items() if used]
     if named:
@@ -285,8 +286,9 @@ def _push(
         ) from error
 
 
-def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path:
-    """Run training (`cfg` already validated); returns the last checkpoint folder."""
+def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path | None:
+    """Run training (`cfg` already validated); returns the last checkpoint folder (None when
+    `--save_checkpoint=false`)."""
     _check_supported(cfg)
     accelerator = _make_accelerator(cfg)
     if cfg.seed is not None:
