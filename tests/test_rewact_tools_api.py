@@ -1,11 +1,14 @@
-"""Every public name of SPEC §4 is importable from `rewact_tools` directly."""
+"""Every public name of SPEC §4 is importable from `rewact_tools` directly, without eager imports."""
+
+import subprocess
+import sys
 
 import rewact_tools
 
 
 def test_public_names_are_exported():
     for name in rewact_tools.__all__:
-        assert hasattr(rewact_tools, name), name
+        assert getattr(rewact_tools, name) is not None, name
     for name in (
         "KeypointReward",
         "DenseRewardPlugin",
@@ -17,6 +20,16 @@ def test_public_names_are_exported():
         "progress",
     ):
         assert name in rewact_tools.__all__
+    exec("from rewact_tools import KeypointReward, DenseRewardPlugin, compute_values", {})
+
+
+def test_unknown_name_raises_attribute_error():
+    try:
+        rewact_tools.no_such_thing  # noqa: B018
+    except AttributeError as error:
+        assert "no_such_thing" in str(error)
+    else:
+        raise AssertionError("expected AttributeError")
 
 
 def test_labels_are_the_policy_implementation():
@@ -24,3 +37,10 @@ def test_labels_are_the_policy_implementation():
 
     assert rewact_tools.dense_rewards is reward_labels.dense_rewards
     assert rewact_tools.load_keypoints is reward_labels.load_keypoints
+
+
+def test_importing_the_package_does_not_import_torch():
+    code = "import sys, rewact_tools; print('torch' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    )

@@ -1,89 +1,71 @@
 """RewACT tools: labels, returns and advantages, value inference, metrics, processors, plugins.
 
-Every public name is importable from `rewact_tools` directly.
+Every public name is importable from `rewact_tools` directly. The names load lazily (PEP 562): the
+package itself imports nothing heavy, so a script's `--help` or argument error does not wait seconds
+for torch and LeRobot to import.
 """
 
-from rewact_tools.advantages import (
-    ADVANTAGE_COLUMNS,
-    compute_advantages,
-    n_step_advantage,
-    read_advantages,
-    task_thresholds,
-    write_advantages,
-)
-from rewact_tools.labels import (
-    KEYPOINTS_RELATIVE_PATH,
-    KeypointFileError,
-    KeypointReward,
-    dense_reward_table,
-    dense_rewards,
-    episode_lengths_from_meta,
-    load_keypoints,
-    progress,
-    save_keypoints,
-)
-from rewact_tools.metrics import (
-    reward_model_metrics,
-    success_detection_scores,
-    terminal_auroc,
-    value_errors,
-    value_order_correlation,
-)
-from rewact_tools.outcomes import (
-    OUTCOMES_RELATIVE_PATH,
-    load_episode_outcomes,
-    outcomes_from_success_column,
-    read_outcomes_file,
-    write_episode_outcomes,
-)
-from rewact_tools.plugins import (
-    ControlModePlugin,
-    DenseRewardPlugin,
-    LabelledRewardPlugin,
-    PiStar0_6AdvantagePlugin,
-    PiStar0_6CumulativeRewardPlugin,
-)
-from rewact_tools.processors import DEFAULT_EXTRA_KEYS, make_pre_post_processors
-from rewact_tools.returns import dataset_frames, pistar_returns
-from rewact_tools.reward_dataset import LeRobotDatasetWithReward
-from rewact_tools.values import VALUE_COLUMNS, compute_values
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "ADVANTAGE_COLUMNS",
-    "DEFAULT_EXTRA_KEYS",
-    "KEYPOINTS_RELATIVE_PATH",
-    "OUTCOMES_RELATIVE_PATH",
-    "VALUE_COLUMNS",
-    "ControlModePlugin",
-    "DenseRewardPlugin",
-    "KeypointFileError",
-    "KeypointReward",
-    "LabelledRewardPlugin",
-    "LeRobotDatasetWithReward",
-    "PiStar0_6AdvantagePlugin",
-    "PiStar0_6CumulativeRewardPlugin",
-    "compute_advantages",
-    "compute_values",
-    "dataset_frames",
-    "dense_reward_table",
-    "dense_rewards",
-    "episode_lengths_from_meta",
-    "load_episode_outcomes",
-    "load_keypoints",
-    "make_pre_post_processors",
-    "n_step_advantage",
-    "outcomes_from_success_column",
-    "pistar_returns",
-    "progress",
-    "read_advantages",
-    "read_outcomes_file",
-    "reward_model_metrics",
-    "save_keypoints",
-    "success_detection_scores",
-    "task_thresholds",
-    "terminal_auroc",
-    "value_errors",
-    "value_order_correlation",
-    "write_advantages",
-    "write_episode_outcomes",
-]
+_EXPORTS = {
+    "rewact_tools.advantages": (
+        "ADVANTAGE_COLUMNS",
+        "compute_advantages",
+        "n_step_advantage",
+        "read_advantages",
+        "task_thresholds",
+        "write_advantages",
+    ),
+    "rewact_tools.advantage_display": ("ADVANTAGES_RELATIVE_PATH",),
+    "rewact_tools.labels": (
+        "KEYPOINTS_RELATIVE_PATH",
+        "KeypointFileError",
+        "KeypointReward",
+        "dense_reward_table",
+        "dense_rewards",
+        "episode_lengths_from_meta",
+        "load_keypoints",
+        "progress",
+        "save_keypoints",
+    ),
+    "rewact_tools.metrics": (
+        "reward_model_metrics",
+        "success_detection_scores",
+        "terminal_auroc",
+        "value_errors",
+        "value_order_correlation",
+    ),
+    "rewact_tools.outcomes": (
+        "OUTCOMES_RELATIVE_PATH",
+        "load_episode_outcomes",
+        "outcomes_from_success_column",
+        "read_outcomes_file",
+        "write_episode_outcomes",
+    ),
+    "rewact_tools.plugins": (
+        "ControlModePlugin",
+        "DenseRewardPlugin",
+        "LabelledRewardPlugin",
+        "PiStar0_6AdvantagePlugin",
+        "PiStar0_6CumulativeRewardPlugin",
+    ),
+    "rewact_tools.processors": ("DEFAULT_EXTRA_KEYS", "make_pre_post_processors"),
+    "rewact_tools.returns": ("dataset_frames", "pistar_returns"),
+    "rewact_tools.reward_dataset": ("LeRobotDatasetWithReward",),
+    "rewact_tools.values": ("VALUE_COLUMNS", "compute_values"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'rewact_tools' has no attribute {name!r}")
+    value = getattr(import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
