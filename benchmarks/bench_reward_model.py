@@ -1,14 +1,18 @@
 """RewACT reward-model quality on held-out episodes of the built-in PushT data with failures (SPEC §6).
 
-Targets are pi*0.6 values (`pistar_returns(...)["value_target"]`, fed as `batch["reward"]`): they
-rise monotonically through a successful episode (so VOC measures progress) and stay at the bottom
-through a failed one (so the final-frame value separates outcomes: terminal-success AUROC). Every
-5th episode is held out; metrics come from `rewact_tools.reward_model_metrics` over values from
-`compute_values`.
+Labels (fed as `batch["reward"]`), `--labels`:
+  success_progress (default)  successful episodes: linear progress (`rewact_tools.progress`, 0 -> 1);
+                              failed episodes: their pi*0.6 value target (0 throughout, c_fail = L_max)
+  pistar                      pi*0.6 value targets (`pistar_returns(...)["value_target"]`) everywhere
+Both rise through a successful episode (VOC) and end at 0 for a failure (terminal-success AUROC).
+pi*0.6 values of successful episodes also encode how fast the demonstrator was (a clean 56-step
+episode starts at 0.82, a noisy 250-step one near 0.2), which the state does not show. Every 4th
+successful and every 4th failed episode is held out; metrics come from
+`rewact_tools.reward_model_metrics` over values from `compute_values`.
 
 (a) environment-state input (16-D keypoints + agent position): the three value-target encodings
-    (one_hot, two_hot, hl_gauss) and the upstream-style setting (100 bins, one_hot), all with the
-    same data, steps, seed and reward_loss_weight.
+    (one_hot, two_hot, hl_gauss; 101 bins, reward_loss_weight from --reward-loss-weight) and the
+    upstream-style setting (100 bins, one_hot, reward_loss_weight 0.1), same data, steps and seed.
 (b) image input (96x96 observation.image + agent position, no keypoints), from random weights:
     VOC over training time with the ResNet trunk's BatchNorm frozen (ACT's default) vs trainable,
     within a CPU budget per arm; a PNG learning curve.
@@ -37,6 +41,7 @@ from rewact_tools import (
     load_episode_outcomes,
     make_pre_post_processors,
     pistar_returns,
+    progress,
     reward_model_metrics,
 )
 
@@ -59,6 +64,7 @@ ENCODING_ARMS = {
     "one_hot": {"value_target": "one_hot"},
     "two_hot": {"value_target": "two_hot"},
     "hl_gauss": {"value_target": "hl_gauss"},
+    # RewACT's original settings.
     "upstream_style": {"value_target": "one_hot", "num_value_bins": 100, "reward_loss_weight": 0.1},
 }
 IMAGE_ARMS = ("frozen_bn", "batch_norm")
@@ -84,8 +90,18 @@ class HeldOut:
         return reward_model_metrics(table, self.outcomes)
 
 
+def value_labels(returns: pd.DataFrame, outcomes: dict, kind: str) -> np.ndarray:
+    """Per-frame labels of the `pistar_returns` table: see the module docstring."""
+    if kind == "pistar":
+        return returns["value_target"].to_numpy()
+    lengths = returns.groupby("episode_index")["frame_index"].transform("size").to_numpy()
+    success = returns["episode_index"].map(lambda episode: bool(outcomes[episode])).to_numpy()
+    ramp = progress(returns["frame_index"].to_numpy(), lengths)
+    return np.where(success, ramp, returns["value_target"].to_numpy())
+
+
 def make_policy(settings: dict, stats: dict, **overrides) -> tuple[RewACTPolicy, object]:
-    config = RewACTConfig(**settings, reward_source="dataset", **overrides)
+    config = RewACTConfig(**{**settings, "reward_source": "dataset", **overrides})
     preprocessor, _ = make_pre_post_processors(config, stats)
     return RewACTPolicy(config), preprocessor
 
@@ -93,7 +109,7 @@ def make_policy(settings: dict, stats: dict, **overrides) -> tuple[RewACTPolicy,
 def run_state_arms(args, dataset, held_out, rows, reward) -> dict:
     """Part (a): every encoding arm on keypoint input, same data, steps and seed."""
     frames = load_frames(dataset, STATE_KEYS)
-    settings = act_settings(args.quick, STATE_KEYS, dataset)
+    settings = act_settings(args.quick, STATE_KEYS, dataset) | {"reward_loss_weight": args.reward_loss_weight}
     results = {}
     for name, overrides in ENCODING_ARMS.items():
         torch.manual_seed(args.seed)
@@ -120,7 +136,7 @@ def run_image_arms(args, dataset, held_out, rows, reward) -> dict:
     frames = load_frames(dataset, IMAGE_KEYS)
     settings = act_settings(args.quick, IMAGE_KEYS, dataset)
     # The trunk learns at the same rate as the rest: ACT's 1e-5 backbone rate is meant for pretrained weights.
-    settings |= {"optimizer_lr_backbone": args.lr}
+    settings |= {"optimizer_lr_backbone": args.lr, "reward_loss_weight": args.reward_loss_weight}
     results = {}
     for norm in IMAGE_ARMS:
         torch.manual_seed(args.seed)
@@ -203,10 +219,16 @@ def parse_args() -> argparse.Namespace:
         "--max-steps", type=int, default=None, help="episode step limit of the generated data"
     )
     parser.add_argument(
-        "--hold-out-every", type=int, default=None, help="hold out every N-th episode (default 5)"
+        "--hold-out-every", type=int, default=None, help="hold out every N-th success and failure (default 4)"
     )
     parser.add_argument(
         "--steps", type=int, default=None, help="training steps per keypoint arm (default 3000)"
+    )
+    parser.add_argument(
+        "--labels", choices=("success_progress", "pistar"), default="success_progress", help="value labels"
+    )
+    parser.add_argument(
+        "--reward-loss-weight", type=float, default=1.0, help="value-loss weight (not upstream_style's 0.1)"
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-4)
@@ -226,7 +248,7 @@ def parse_args() -> argparse.Namespace:
     defaults = {
         "mix": "clean=2,giveup=2" if quick else "clean=40,noisy=20,detour=20,giveup=20",
         "max_steps": 40 if quick else 300,
-        "hold_out_every": 2 if quick else 5,
+        "hold_out_every": 2 if quick else 4,
         "steps": 10 if quick else 3000,
         "image_steps": 3 if quick else 5000,
         "image_minutes": 1.0 if quick else 10.0,
@@ -254,15 +276,16 @@ def main() -> None:
     returns = pistar_returns(
         dataset_frames(dataset), outcomes, max_length=args.max_steps if args.quick else None
     )
-    labels = returns[["index", "value_target"]].rename(columns={"value_target": "label"})
-    train_episodes, held_out_episodes = held_out_split(dataset.meta.total_episodes, args.hold_out_every)
+    returns["label"] = value_labels(returns, outcomes, args.labels)
+    labels = returns[["index", "label"]]
+    train_episodes, held_out_episodes = held_out_split(outcomes, args.hold_out_every)
     held_out = HeldOut(dataset, held_out_episodes, labels, outcomes)
 
     def rows(frames: Frames) -> torch.Tensor:
         return frames.rows_of(train_episodes)
 
     def reward(frames: Frames) -> torch.Tensor:
-        return frames.extra_by_index(returns["index"].to_numpy(), returns["value_target"].to_numpy()).float()
+        return frames.extra_by_index(returns["index"].to_numpy(), returns["label"].to_numpy()).float()
 
     results = {
         "benchmark": "reward_model",
@@ -271,7 +294,8 @@ def main() -> None:
         "threads": args.threads,
         "seed": args.seed,
         "dataset": {"mix": args.mix, "max_steps": args.max_steps, "episodes": dataset.meta.total_episodes},
-        "labels": "pi*0.6 value_target (pistar_returns) as batch['reward']",
+        "labels": args.labels,
+        "reward_loss_weight": args.reward_loss_weight,
         "held_out_episodes": held_out_episodes,
         "held_out_successful": sum(bool(held_out.outcomes[e]) for e in held_out_episodes),
         "model": {
@@ -305,7 +329,8 @@ def _fmt(value) -> str:
 
 def print_table(results: dict) -> None:
     print(
-        f"threads={results['threads']} seed={results['seed']} mix={results['dataset']['mix']} "
+        f"threads={results['threads']} seed={results['seed']} labels={results['labels']} "
+        f"mix={results['dataset']['mix']} "
         f"held-out episodes={len(results['held_out_episodes'])} ({results['held_out_successful']} successful)"
     )
     print(f"{'arm':<26}{'steps':>7}{'train s':>9}{'VOC':>8}{'MAE':>8}{'AUROC':>8}")

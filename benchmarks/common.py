@@ -66,12 +66,18 @@ def episode_settings(dataset: LeRobotDataset) -> dict[int, str]:
     return {int(entry["episode_index"]): str(entry["setting"]) for entry in episodes}
 
 
-def held_out_split(num_episodes: int, every: int) -> tuple[list[int], list[int]]:
-    """(train, held-out) episode indices: every `every`-th episode is held out."""
-    if every < 2 or num_episodes < every:
-        raise ValueError(f"Cannot hold out every {every}-th of {num_episodes} episodes")
-    held_out = list(range(every - 1, num_episodes, every))
-    return [e for e in range(num_episodes) if e not in set(held_out)], held_out
+def held_out_split(outcomes: Mapping[int, bool | None], every: int) -> tuple[list[int], list[int]]:
+    """(train, held-out) episodes: every `every`-th successful and every `every`-th failed episode is
+    held out, so the held-out set has failures whenever there are `every` of them."""
+    if every < 2:
+        raise ValueError(f"Cannot hold out every {every}-th episode: need every >= 2")
+    held_out = []
+    for group in (True, False):
+        episodes = sorted(e for e, outcome in outcomes.items() if bool(outcome) is group)
+        held_out += episodes[every - 1 :: every]
+    if not held_out:
+        raise ValueError(f"Holding out every {every}-th of {len(outcomes)} episodes leaves none held out")
+    return sorted(set(outcomes) - set(held_out)), sorted(held_out)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -57,12 +57,15 @@ def test_interrupted_dataset_folder_raises(tmp_path):
         common.pusht_dataset(QUICK_MIX, 1, 5, tmp_path)
 
 
-def test_held_out_split():
-    train, held_out = common.held_out_split(10, 5)
-    assert held_out == [4, 9]
-    assert train == [0, 1, 2, 3, 5, 6, 7, 8]
-    with pytest.raises(ValueError, match="hold out"):
-        common.held_out_split(3, 5)
+def test_held_out_split_is_stratified_by_outcome():
+    outcomes = {episode: episode % 3 != 0 for episode in range(12)}  # failures: 0, 3, 6, 9
+    train, held_out = common.held_out_split(outcomes, 2)
+    assert held_out == [2, 3, 5, 8, 9, 11]  # every 2nd success (1,2,4,5,7,8,10,11) and failure
+    assert sorted(train + held_out) == list(range(12))
+    with pytest.raises(ValueError, match="every >= 2"):
+        common.held_out_split(outcomes, 1)
+    with pytest.raises(ValueError, match="leaves none held out"):
+        common.held_out_split({0: True, 1: False}, 5)
 
 
 def test_frame_batches_match_lerobot_chunks(data_dir):
@@ -101,13 +104,14 @@ def test_reward_model_quick(data_dir, tmp_path):
     output = tmp_path / "reward_model.json"
     run_benchmark("bench_reward_model.py", "--data-dir", str(data_dir), "--output", str(output))
     results = json.loads(output.read_text())
-    assert results["quick"] and results["threads"] == 1
+    assert results["quick"] and results["threads"] == 1 and results["labels"] == "success_progress"
     assert set(results["state"]["arms"]) == {"one_hot", "two_hot", "hl_gauss", "upstream_style"}
     assert results["state"]["arms"]["upstream_style"]["config"] == {
         "value_target": "one_hot",
         "num_value_bins": 100,
         "reward_loss_weight": 0.1,
     }
+    assert results["state"]["arms"]["hl_gauss"]["config"]["reward_loss_weight"] == 1.0
     for arm in results["state"]["arms"].values():
         assert arm["steps"] == results["state"]["steps"]
         assert 0.0 <= arm["metrics"]["mae"] <= 1.0
