@@ -63,6 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="multiplies the action noise of noisy settings (default: %(default)s)",
     )
     parser.add_argument(
+        "--no-image",
+        action="store_true",
+        help="leave out observation.image (keypoint-only data for policies evaluated with "
+        "--env.obs_type=environment_state_agent_pos; faster to write and to train on)",
+    )
+    parser.add_argument(
         "--image-writer-threads",
         type=int,
         default=0,
@@ -93,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as error:
         sys.exit(f"make_pusht_dataset.py: error: {error}")
     start = time.perf_counter()
-    results = generate_pusht_dataset(args.root, config, args.repo_id, args.image_writer_threads)
+    results = generate_pusht_dataset(
+        args.root, config, args.repo_id, args.image_writer_threads, with_image=not args.no_image
+    )
     elapsed = time.perf_counter() - start
     frames = sum(result.length for result in results)
     print(f"\nWrote {len(results)} episodes ({frames} frames) to {args.root} in {elapsed:.1f} s")

@@ -6,9 +6,6 @@ The evaluation runs after the advantage file is deleted: inference needs no adva
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,17 +14,7 @@ import pytest
 from safetensors import safe_open
 
 from local_datasets import make_local_dataset
-
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-
-
-def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    completed = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, (
-        f"{' '.join(command)}\n{completed.stdout[-3000:]}\n{completed.stderr[-6000:]}"
-    )
-    return completed
+from subprocess_helpers import BIN, SMOKE_TRAIN_FLAGS, TINY_POLICY_FLAGS, run_ok
 
 
 @pytest.fixture(scope="module")
@@ -51,25 +38,16 @@ def checkpoint(tmp_path_factory) -> Path:
             "advantage": np.sin(index),
         }
     ).to_parquet(advantages)
-    run(
+    run_ok(
         [
             str(BIN / "lerobot-train"),
             "--dataset.repo_id=local/actvantage_e2e",
             f"--dataset.root={dataset.root}",
             "--policy.type=actvantage",
             f"--policy.advantage_file={advantages}",
-            "--policy.dim_model=32",
-            "--policy.dim_feedforward=64",
-            "--policy.n_encoder_layers=1",
-            "--policy.chunk_size=4",
-            "--policy.n_action_steps=4",
-            "--policy.pretrained_backbone_weights=null",
-            "--policy.push_to_hub=false",
-            "--policy.device=cpu",
-            "--num_workers=0",
-            "--batch_size=4",
+            *TINY_POLICY_FLAGS,
+            *SMOKE_TRAIN_FLAGS,
             "--steps=4",
-            "--eval_freq=0",
             f"--output_dir={work / 'train'}",
         ],
         cwd=work,
@@ -90,7 +68,7 @@ def test_training_writes_a_checkpoint_without_the_lookup_table(checkpoint):
 
 @pytest.mark.parametrize("guidance_scale", ["1.0", "2.0"])
 def test_lerobot_eval_on_pusht(checkpoint, guidance_scale, tmp_path):
-    run(
+    run_ok(
         [
             str(BIN / "lerobot-eval"),
             f"--policy.path={checkpoint}",

@@ -2,39 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from lerobot_policy_rewact import RewACTPolicy
 
 from local_datasets import make_local_dataset
-
-BIN = Path(sys.executable).parent
-TINY_FLAGS = [
-    "--policy.dim_model=32",
-    "--policy.n_heads=2",
-    "--policy.dim_feedforward=64",
-    "--policy.n_encoder_layers=1",
-    "--policy.n_vae_encoder_layers=1",
-    "--policy.latent_dim=8",
-    "--policy.chunk_size=4",
-    "--policy.n_action_steps=4",
-    "--policy.pretrained_backbone_weights=null",
-    "--policy.push_to_hub=false",
-    "--policy.device=cpu",
-]
-
-
-def run(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "MUJOCO_GL": "egl"}
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, f"{command[0]} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    return result
+from subprocess_helpers import BIN, SMOKE_TRAIN_FLAGS, TINY_POLICY_FLAGS, run_ok
 
 
 @pytest.fixture(scope="module")
@@ -54,19 +28,16 @@ def pusht_schema_dataset(tmp_path_factory):
 
 def test_lerobot_train_then_reload_then_eval(pusht_schema_dataset, tmp_path):
     output = tmp_path / "train"
-    run(
+    run_ok(
         [
             str(BIN / "lerobot-train"),
             "--dataset.repo_id=local/pusht_schema",
             f"--dataset.root={pusht_schema_dataset}",
             "--policy.type=rewact",
-            *TINY_FLAGS,
+            *TINY_POLICY_FLAGS,
+            *SMOKE_TRAIN_FLAGS,
             "--steps=4",
-            "--batch_size=4",
-            "--num_workers=0",
             "--save_freq=4",
-            "--eval_freq=-1",
-            "--log_freq=1",
             f"--output_dir={output}",
             "--job_name=e2e",
             "--wandb.enable=false",
@@ -85,7 +56,7 @@ def test_lerobot_train_then_reload_then_eval(pusht_schema_dataset, tmp_path):
     assert policy.predict_value(observation).shape == (2,)
 
     eval_dir = tmp_path / "eval"
-    run(
+    run_ok(
         [
             str(BIN / "lerobot-eval"),
             f"--policy.path={checkpoint}",

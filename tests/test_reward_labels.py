@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.interpolate import PchipInterpolator
+
+from lerobot_policy_rewact import reward_labels
 from lerobot_policy_rewact.reward_labels import (
     KEYPOINTS_RELATIVE_PATH,
     KeypointFileError,
@@ -17,10 +20,8 @@ from lerobot_policy_rewact.reward_labels import (
     progress,
     save_keypoints,
 )
-from local_datasets import make_local_dataset
-from scipy.interpolate import PchipInterpolator
 
-from lerobot_policy_rewact import reward_labels
+from local_datasets import make_local_dataset
 
 FPS = 10
 PROPERTY_SETTINGS = settings(max_examples=150, deadline=None)

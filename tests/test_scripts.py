@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -34,34 +33,10 @@ from rewact_tools.training import make_plugins
 from rewact_tools.training_options import PluginOptions
 
 from local_datasets import make_local_dataset
+from subprocess_helpers import BIN, REPO, SMOKE_TRAIN_FLAGS, SUBPROCESS_ENV, TINY_POLICY_FLAGS
 
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-ENV = {
-    **os.environ,
-    "OMP_NUM_THREADS": "1",
-    "HF_HUB_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "MUJOCO_GL": "egl",
-}
-ENV.pop("REWACT_TRACEBACK", None)
-TINY_FLAGS = [
-    "--policy.dim_model=32",
-    "--policy.n_heads=2",
-    "--policy.dim_feedforward=64",
-    "--policy.n_encoder_layers=1",
-    "--policy.n_vae_encoder_layers=1",
-    "--policy.latent_dim=8",
-    "--policy.chunk_size=4",
-    "--policy.n_action_steps=4",
-    "--policy.pretrained_backbone_weights=null",
-    "--policy.push_to_hub=false",
-    "--policy.device=cpu",
-    "--num_workers=0",
-    "--batch_size=4",
-    "--eval_freq=-1",
-    "--log_freq=1",
-]
+ENV = SUBPROCESS_ENV
+TINY_FLAGS = [*TINY_POLICY_FLAGS, *SMOKE_TRAIN_FLAGS]
 LENGTHS_A = (12, 16, 10)
 LENGTHS_B = (9, 11)
 # Episode media: cameras scaled to 256 px high above a 256 px panel at least 512 px wide.

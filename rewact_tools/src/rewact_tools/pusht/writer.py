@@ -49,11 +49,21 @@ FEATURES: dict[str, dict] = {
 }
 
 
+IMAGE_KEY = "observation.image"
+
+
+def dataset_features(with_image: bool = True) -> dict[str, dict]:
+    """The dataset schema; without the image for keypoint-only policies (`lerobot-eval
+    --env.obs_type=environment_state_agent_pos` gives them no image)."""
+    return FEATURES if with_image else {key: spec for key, spec in FEATURES.items() if key != IMAGE_KEY}
+
+
 def generate_pusht_dataset(
     root: Path | str,
     config: GenerationConfig,
     repo_id: str = "local/pusht",
     image_writer_threads: int = 0,
+    with_image: bool = True,
 ) -> list[EpisodeResult]:
     """Roll out and write every episode of `config` into a new dataset at `root` (must not exist).
 
@@ -65,7 +75,7 @@ def generate_pusht_dataset(
     dataset = LeRobotDataset.create(
         repo_id=repo_id,
         fps=FPS,
-        features=FEATURES,
+        features=dataset_features(with_image),
         root=root,
         use_videos=False,
         image_writer_threads=image_writer_threads,
@@ -77,7 +87,9 @@ def generate_pusht_dataset(
     datasets.disable_progress_bars()
     try:
         for setting, seed in tqdm(config.episode_plan(), desc="PushT episodes", unit="episode"):
-            result = rollout_episode(env, SETTINGS[setting], seed, config.max_steps, config.noise_scale)
+            result = rollout_episode(
+                env, SETTINGS[setting], seed, config.max_steps, config.noise_scale, render=with_image
+            )
             for frame in result.frames:
                 dataset.add_frame({**frame, "task": TASK})
             dataset.save_episode()
