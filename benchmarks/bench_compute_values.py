@@ -44,7 +44,9 @@ QUICK_SCENARIOS = ("tiny_keypoints",)
 FULL_SCENARIOS = ("keypoints_dim256", "image96_dim256")
 
 
-def write_dataset(root: Path, episodes: int, length: int, image_size: int | None, seed: int = 0) -> LeRobotDataset:
+def write_dataset(
+    root: Path, episodes: int, length: int, image_size: int | None, seed: int = 0
+) -> LeRobotDataset:
     """A local dataset of smooth synthetic PushT-shaped episodes (images stored as images)."""
     features = {
         "observation.state": {"dtype": "float32", "shape": (2,), "names": None},
@@ -58,7 +60,12 @@ def write_dataset(root: Path, episodes: int, length: int, image_size: int | None
             "names": ["height", "width", "channel"],
         }
     dataset = LeRobotDataset.create(
-        repo_id="local/bench_values", fps=10, features=features, root=root, use_videos=False, image_writer_threads=0
+        repo_id="local/bench_values",
+        fps=10,
+        features=features,
+        root=root,
+        use_videos=False,
+        image_writer_threads=0,
     )
     rng = np.random.default_rng(seed)
     for _ in range(episodes):
@@ -117,7 +124,9 @@ def run_scenario(name: str, batch_size: int, repeats: int, device: str, workdir:
     preprocessor, _ = make_rewact_pre_post_processors(policy.config, dataset.meta.stats)
 
     def batched():
-        return compute_values(policy, dataset, batch_size=batch_size, preprocessor=preprocessor, progress=False)
+        return compute_values(
+            policy, dataset, batch_size=batch_size, preprocessor=preprocessor, progress=False
+        )
 
     batched()  # warm-up (allocator, first-call overheads)
     loop_times, batched_times = [], []
@@ -139,11 +148,15 @@ def run_scenario(name: str, batch_size: int, repeats: int, device: str, workdir:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny model on a small dataset (seconds)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned; default 1)")
     parser.add_argument("--batch-size", type=int, default=64, help="compute_values batch size (default 64)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per scenario (default 3, quick 2)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed rounds per scenario (default 3, quick 2)"
+    )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
     args = parser.parse_args()
@@ -160,7 +173,9 @@ def main() -> None:
         "scenarios": {},
     }
     print(f"threads={results['threads']} device={args.device} batch_size={args.batch_size} repeats={repeats}")
-    print(f"{'scenario':<18}{'frames':>8}{'loop ms/frame':>16}{'batched ms/frame':>18}{'speed-up':>10}{'max |diff|':>12}")
+    print(
+        f"{'scenario':<18}{'frames':>8}{'loop ms/frame':>16}{'batched ms/frame':>18}{'speed-up':>10}{'max |diff|':>12}"
+    )
     with tempfile.TemporaryDirectory(prefix="bench_compute_values_") as workdir:
         for name in names:
             row = run_scenario(name, args.batch_size, repeats, args.device, Path(workdir))

@@ -63,7 +63,9 @@ def make_local_dataset(
         for frame in range(length):
             phase = frame / max(length - 1, 1)
             item: dict = {
-                "action": (np.full(action_dim, phase) + 0.05 * rng.normal(size=action_dim)).astype(np.float32),
+                "action": (np.full(action_dim, phase) + 0.05 * rng.normal(size=action_dim)).astype(
+                    np.float32
+                ),
                 "task": tasks[episode % len(tasks)],
             }
             if state_dim is not None:

@@ -31,7 +31,9 @@ def one_frame_values(policy, dataset) -> np.ndarray:
     values = []
     for position in range(len(dataset)):
         batch = preprocessor(dataset[position])
-        values.append(policy.predict_value({k: v for k, v in batch.items() if k.startswith("observation.")}).item())
+        values.append(
+            policy.predict_value({k: v for k, v in batch.items() if k.startswith("observation.")}).item()
+        )
     return np.array(values)
 
 
@@ -50,7 +52,10 @@ def test_equals_a_one_frame_loop_over_every_frame(dataset_name, request):
     assert [str(t) for t in table.dtypes] == ["int64", "int64", "int64", "float32"]
     frames = frame_table(dataset)
     assert table["index"].tolist() == list(range(len(dataset)))
-    assert table[["episode_index", "frame_index"]].values.tolist() == frames[["episode_index", "frame_index"]].values.tolist()
+    assert (
+        table[["episode_index", "frame_index"]].values.tolist()
+        == frames[["episode_index", "frame_index"]].values.tolist()
+    )
     np.testing.assert_allclose(table["value"].to_numpy(), one_frame_values(policy, dataset), atol=1e-5)
     assert table["value"].between(0, 1).all() and table["value"].std() > 0
 
@@ -64,7 +69,9 @@ def test_episode_subset_gives_the_same_values_for_its_frames(env_state_dataset):
     assert table["index"].tolist() == expected["index"].tolist()
     assert sorted(set(table["episode_index"])) == [0, 2]
     # The subset's own stats are the whole dataset's, so normalisation and values are unchanged.
-    np.testing.assert_allclose(table["value"].to_numpy(), full.loc[table["index"], "value"].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        table["value"].to_numpy(), full.loc[table["index"], "value"].to_numpy(), atol=1e-6
+    )
 
 
 def test_item_by_item_reading_and_workers_give_the_same_table(env_state_dataset):
@@ -87,13 +94,20 @@ def test_checkpoint_policy_and_preprocessor(image_dataset, tmp_path):
     loaded = RewACTPolicy.from_pretrained(tmp_path)
     loaded_preprocessor, _ = make_pre_post_processors(loaded.config, pretrained_path=tmp_path)
     expected = compute_values(policy, image_dataset, progress=False)
-    table = compute_values(loaded, image_dataset, preprocessor=loaded_preprocessor, device="cpu", progress=False)
+    table = compute_values(
+        loaded, image_dataset, preprocessor=loaded_preprocessor, device="cpu", progress=False
+    )
     np.testing.assert_allclose(table["value"].to_numpy(), expected["value"].to_numpy(), atol=1e-6)
     # Other normalisation statistics change the values: the given preprocessor is the one used.
-    shifted = {k: {s: v + 1 if s == "mean" else v for s, v in d.items()} for k, d in image_dataset.meta.stats.items()}
+    shifted = {
+        k: {s: v + 1 if s == "mean" else v for s, v in d.items()} for k, d in image_dataset.meta.stats.items()
+    }
     other, _ = make_rewact_pre_post_processors(policy.config, shifted)
-    assert not np.allclose(compute_values(policy, image_dataset, preprocessor=other, progress=False)["value"],
-                           expected["value"], atol=1e-4)
+    assert not np.allclose(
+        compute_values(policy, image_dataset, preprocessor=other, progress=False)["value"],
+        expected["value"],
+        atol=1e-4,
+    )
 
 
 def test_rejects_a_bad_batch_size(env_state_dataset):
@@ -104,9 +118,19 @@ def test_rejects_a_bad_batch_size(env_state_dataset):
 def test_quick_benchmark_runs(tmp_path):
     output = tmp_path / "bench.json"
     completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_compute_values.py"), "--quick", "--repeats", "1",
-         "--output", str(output)],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "bench_compute_values.py"),
+            "--quick",
+            "--repeats",
+            "1",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "speed-up" in completed.stdout and "threads=1" in completed.stdout

@@ -237,7 +237,9 @@ def test_bad_arguments_exit_with_one_line_error(generated, tmp_path):
 
 def test_no_image_writes_a_keypoint_only_dataset(tmp_path):
     root = tmp_path / "keypoints"
-    result = run_script(f"--root={root}", f"--repo-id={REPO_ID}", "--mix=clean=1", "--max-steps=8", "--no-image")
+    result = run_script(
+        f"--root={root}", f"--repo-id={REPO_ID}", "--mix=clean=1", "--max-steps=8", "--no-image"
+    )
     assert result.returncode == 0, result.stderr
     dataset = LeRobotDataset(REPO_ID, root=root)
     assert "observation.image" not in dataset.features

@@ -121,6 +121,8 @@ def test_reward_model_metrics_bad_input():
     with pytest.raises(KeyError, match=r"No outcome given for episode\(s\) \[1\]"):
         reward_model_metrics(table, {0: True})
     with pytest.raises(ValueError, match="episode 0 is not whole"):
-        reward_model_metrics(table[(table["episode_index"] != 0) | (table["frame_index"] != 1)], {0: True, 1: True})
+        reward_model_metrics(
+            table[(table["episode_index"] != 0) | (table["frame_index"] != 1)], {0: True, 1: True}
+        )
     with pytest.raises(KeyError, match="missing column"):
         reward_model_metrics(table.drop(columns="value"), {0: True, 1: True})

@@ -51,7 +51,10 @@ def source_roots(tmp_path_factory):
 @pytest.fixture
 def roots(source_roots, tmp_path):
     """Private copies of the datasets, so a test can write sidecar files into them."""
-    return {repo_id: shutil.copytree(root, tmp_path / repo_id.split("/")[1]) for repo_id, root in source_roots.items()}
+    return {
+        repo_id: shutil.copytree(root, tmp_path / repo_id.split("/")[1])
+        for repo_id, root in source_roots.items()
+    }
 
 
 def open_dataset(roots, repo_id, episodes=None):
@@ -121,7 +124,9 @@ def test_dense_reward_on_a_mix_of_two_datasets(roots):
     lengths = {0: LENGTHS_A, 1: LENGTHS_B}
     sources = batch["dataset_index"].tolist()
     assert sorted(set(sources)) == [0, 1]
-    expected = [linear_progress(f, lengths[s][e]) for s, (e, f) in zip(sources, frames_of(batch), strict=True)]
+    expected = [
+        linear_progress(f, lengths[s][e]) for s, (e, f) in zip(sources, frames_of(batch), strict=True)
+    ]
     np.testing.assert_allclose(batch["reward"].numpy(), expected, atol=1e-6)
 
 
@@ -166,13 +171,18 @@ def test_labelled_reward_on_a_mix_by_index_and_by_episode_frame(roots, tmp_path)
     datasets = [open_dataset(roots, "local/a", SUBSET), open_dataset(roots, "local/b")]
     with pytest.raises(KeyError, match="no column 'reward'.*progress"):
         WrappedRobotDataset(datasets, plugins=[plugin_a])
-    renamed = write_labels(tmp_path / "b2.parquet", {"episode_index": episodes_b, "frame_index": frames_b,
-                                                     "reward": [0.1 * f for f in frames_b]})
+    renamed = write_labels(
+        tmp_path / "b2.parquet",
+        {"episode_index": episodes_b, "frame_index": frames_b, "reward": [0.1 * f for f in frames_b]},
+    )
     plugin = LabelledRewardPlugin({"local/a": path_a, "local/b": renamed})
     batch = collate_all(WrappedRobotDataset(datasets, plugins=[plugin]))
     assert batch["reward"].dtype == torch.float32
     for source, index, (_, frame), value in zip(
-        batch["dataset_index"].tolist(), batch["index"].tolist(), frames_of(batch), batch["reward"].tolist(),
+        batch["dataset_index"].tolist(),
+        batch["index"].tolist(),
+        frames_of(batch),
+        batch["reward"].tolist(),
         strict=True,
     ):
         assert value == pytest.approx(label_of(index) if source == 0 else 0.1 * frame)
@@ -181,10 +191,14 @@ def test_labelled_reward_on_a_mix_by_index_and_by_episode_frame(roots, tmp_path)
 def test_labelled_reward_needs_only_the_loaded_frames(roots, tmp_path):
     subset = open_dataset(roots, "local/a", SUBSET)
     loaded = subset.hf_dataset.with_format(None).select_columns(["index"]).to_pandas()["index"].to_numpy()
-    path = write_labels(tmp_path / "subset.parquet", {"index": loaded, "reward": [label_of(i) for i in loaded]})
+    path = write_labels(
+        tmp_path / "subset.parquet", {"index": loaded, "reward": [label_of(i) for i in loaded]}
+    )
     batch = collate_all(WrappedRobotDataset(subset, plugins=[LabelledRewardPlugin(path)]))
     assert batch["reward"].tolist() == pytest.approx([label_of(i) for i in batch["index"].tolist()])
-    with pytest.raises(ValueError, match=r"subset\.parquet has no 'reward' label for 6 of the 23 loaded.*index 0 "):
+    with pytest.raises(
+        ValueError, match=r"subset\.parquet has no 'reward' label for 6 of the 23 loaded.*index 0 "
+    ):
         WrappedRobotDataset(open_dataset(roots, "local/a", [0, 1, 3]), plugins=[LabelledRewardPlugin(path)])
 
 
@@ -192,11 +206,27 @@ def test_labelled_reward_needs_only_the_loaded_frames(roots, tmp_path):
     ("rows", "error", "message"),
     [
         ({"index": [0, 1], "reward": [0.5, float("nan")]}, ValueError, r"column 'reward'.*nan.*'index': 1"),
-        ({"index": [0, 1], "reward": [0.5, 1.5]}, ValueError, r"outside \[0.0, 1.0\]; first 1.5 at frame \{'index': 1"),
+        (
+            {"index": [0, 1], "reward": [0.5, 1.5]},
+            ValueError,
+            r"outside \[0.0, 1.0\]; first 1.5 at frame \{'index': 1",
+        ),
         ({"index": [0, 0], "reward": [0.5, 0.5]}, ValueError, r"labels frame \{'index': 0\} more than once"),
-        ({"index": [0, 500], "reward": [0.5, 0.5]}, ValueError, r"labels frame \{'index': 500\}.*does not have"),
-        ({"episode_index": [0, 7], "frame_index": [0, 0], "reward": [0.5, 0.5]}, ValueError, r"'episode_index': 7"),
-        ({"frame": [0], "reward": [0.5]}, KeyError, r"needs an 'index' column or 'episode_index' and 'frame_index'"),
+        (
+            {"index": [0, 500], "reward": [0.5, 0.5]},
+            ValueError,
+            r"labels frame \{'index': 500\}.*does not have",
+        ),
+        (
+            {"episode_index": [0, 7], "frame_index": [0, 0], "reward": [0.5, 0.5]},
+            ValueError,
+            r"'episode_index': 7",
+        ),
+        (
+            {"frame": [0], "reward": [0.5]},
+            KeyError,
+            r"needs an 'index' column or 'episode_index' and 'frame_index'",
+        ),
         ({"index": [0.0], "reward": [0.5]}, TypeError, r"column 'index' must hold integers"),
     ],
 )
@@ -211,14 +241,22 @@ def test_labelled_reward_rejects_a_file_of_another_dataset_and_unknown_datasets(
     labels = all_index_labels(LENGTHS_A)
     episodes = [e for e, n in enumerate(LENGTHS_A) for _ in range(n)]
     frames = [f for n in LENGTHS_A for f in range(n)]
-    shifted = write_labels(tmp_path / "shifted.parquet", {**labels, "episode_index": episodes,
-                                                          "frame_index": [f + 1 for f in frames]})
-    with pytest.raises(ValueError, match=r"shifted\.parquet puts index \d+ \(episode 1, frame 0\) at frame_index 1"):
+    shifted = write_labels(
+        tmp_path / "shifted.parquet",
+        {**labels, "episode_index": episodes, "frame_index": [f + 1 for f in frames]},
+    )
+    with pytest.raises(
+        ValueError, match=r"shifted\.parquet puts index \d+ \(episode 1, frame 0\) at frame_index 1"
+    ):
         WrappedRobotDataset(open_dataset(roots, "local/a", SUBSET), plugins=[LabelledRewardPlugin(shifted)])
     with pytest.raises(KeyError, match=r"no file given for dataset 'local/a'.*\['local/b'\]"):
-        WrappedRobotDataset(open_dataset(roots, "local/a"), plugins=[LabelledRewardPlugin({"local/b": shifted})])
+        WrappedRobotDataset(
+            open_dataset(roots, "local/a"), plugins=[LabelledRewardPlugin({"local/b": shifted})]
+        )
     with pytest.raises(FileNotFoundError, match="missing.parquet does not exist"):
-        WrappedRobotDataset(open_dataset(roots, "local/a"), plugins=[LabelledRewardPlugin(tmp_path / "missing.parquet")])
+        WrappedRobotDataset(
+            open_dataset(roots, "local/a"), plugins=[LabelledRewardPlugin(tmp_path / "missing.parquet")]
+        )
 
 
 # --- PiStar0_6CumulativeRewardPlugin ----------------------------------------------------------
@@ -244,12 +282,18 @@ def test_pistar_reward_on_a_subset_matches_the_whole_dataset(roots):
     full_by_index = dict(zip(full["index"].tolist(), full["reward"].tolist(), strict=True))
     assert batch["reward"].tolist() == [full_by_index[i] for i in batch["index"].tolist()]
     success_values = [v for (e, _), v in zip(frames_of(full), full["reward"].tolist(), strict=True) if e == 2]
-    assert success_values[-1] == pytest.approx(1.0) and success_values[0] == pytest.approx(pistar_value(0, 7, True, 7))
+    assert success_values[-1] == pytest.approx(1.0) and success_values[0] == pytest.approx(
+        pistar_value(0, 7, True, 7)
+    )
 
 
 def test_pistar_reward_reads_robocandywrapper_outcomes_on_a_mix(roots):
-    outcomes = [{"episode_index": 1, "outcome": "success"}, {"episode_index": 3, "outcome": "failure"},
-                {"episode_index": 0, "outcome": "failure"}, {"episode_index": 2, "outcome": "unknown"}]
+    outcomes = [
+        {"episode_index": 1, "outcome": "success"},
+        {"episode_index": 3, "outcome": "failure"},
+        {"episode_index": 0, "outcome": "failure"},
+        {"episode_index": 2, "outcome": "unknown"},
+    ]
     path = roots["local/a"] / OUTCOMES_RELATIVE_PATH
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(outcomes))
@@ -285,34 +329,53 @@ def advantages_table(lengths, episodes=None):
     rows = [(starts[e] + f, e, f) for e in episodes for f in range(lengths[e])]
     index, episode_index, frame_index = (np.array(c, dtype=np.int64) for c in zip(*rows, strict=True))
     advantage = np.sin(index.astype(float))
-    return pd.DataFrame({
-        "index": index, "episode_index": episode_index, "frame_index": frame_index,
-        "task_index": np.zeros_like(index), "value": np.zeros(len(index)), "return": advantage,
-        "advantage": advantage, "positive": advantage > 0.5,
-    })[list(ADVANTAGE_COLUMNS)]
+    return pd.DataFrame(
+        {
+            "index": index,
+            "episode_index": episode_index,
+            "frame_index": frame_index,
+            "task_index": np.zeros_like(index),
+            "value": np.zeros(len(index)),
+            "return": advantage,
+            "advantage": advantage,
+            "positive": advantage > 0.5,
+        }
+    )[list(ADVANTAGE_COLUMNS)]
 
 
 def test_advantage_plugin_on_a_mix(roots, tmp_path):
     path_a = write_advantages(advantages_table(LENGTHS_A), tmp_path / "a" / "advantages.parquet")
     path_b = write_advantages(advantages_table(LENGTHS_B), tmp_path / "b" / "advantages.parquet")
     datasets = [open_dataset(roots, "local/a", SUBSET), open_dataset(roots, "local/b")]
-    batch = collate_all(WrappedRobotDataset(datasets, plugins=[PiStar0_6AdvantagePlugin(
-        {"local/a": path_a, "local/b": path_b})]))
+    batch = collate_all(
+        WrappedRobotDataset(
+            datasets, plugins=[PiStar0_6AdvantagePlugin({"local/a": path_a, "local/b": path_b})]
+        )
+    )
     assert batch["advantage"].dtype == torch.float32 and batch["advantage_positive"].dtype == torch.bool
     expected = np.sin(batch["index"].numpy().astype(float))
     np.testing.assert_allclose(batch["advantage"].numpy(), expected, atol=1e-6)
     assert batch["advantage_positive"].tolist() == (expected > 0.5).tolist()
-    only = collate_all(WrappedRobotDataset(datasets[1], plugins=[PiStar0_6AdvantagePlugin(path_b, positive_key=None)]))
+    only = collate_all(
+        WrappedRobotDataset(datasets[1], plugins=[PiStar0_6AdvantagePlugin(path_b, positive_key=None)])
+    )
     assert "advantage_positive" not in only
 
 
 def test_advantage_plugin_rejects_missing_and_foreign_frames(roots, tmp_path):
     partial = write_advantages(advantages_table(LENGTHS_A, episodes=[0, 1, 2]), tmp_path / "partial.parquet")
-    with pytest.raises(ValueError, match=r"partial\.parquet has no row for 8 loaded frame\(s\).*index 22 \(episode 3, frame 0\)"):
-        WrappedRobotDataset(open_dataset(roots, "local/a", SUBSET), plugins=[PiStar0_6AdvantagePlugin(partial)])
+    with pytest.raises(
+        ValueError,
+        match=r"partial\.parquet has no row for 8 loaded frame\(s\).*index 22 \(episode 3, frame 0\)",
+    ):
+        WrappedRobotDataset(
+            open_dataset(roots, "local/a", SUBSET), plugins=[PiStar0_6AdvantagePlugin(partial)]
+        )
     # A file of dataset B covers dataset A's first frames with other episodes.
     foreign = write_advantages(advantages_table(LENGTHS_B), tmp_path / "foreign.parquet")
-    with pytest.raises(ValueError, match=r"foreign\.parquet puts index 5 \(episode 0, frame 5\) at episode_index 1"):
+    with pytest.raises(
+        ValueError, match=r"foreign\.parquet puts index 5 \(episode 0, frame 5\) at episode_index 1"
+    ):
         WrappedRobotDataset(open_dataset(roots, "local/a", [0]), plugins=[PiStar0_6AdvantagePlugin(foreign)])
 
 
@@ -326,7 +389,10 @@ def write_modes(root, data):
 
 
 MODES_A = {
-    "1": [{"start_index": 0, "end_index": 3, "mode": "human"}, {"start_index": 4, "end_index": 6, "mode": "policy"}],
+    "1": [
+        {"start_index": 0, "end_index": 3, "mode": "human"},
+        {"start_index": 4, "end_index": 6, "mode": "policy"},
+    ],
     "3": {"segments": [{"start_index": 2, "end_index": 5, "mode": "policy"}]},
 }
 
@@ -341,10 +407,15 @@ def expected_mode(episode, frame):
 
 def test_control_mode_on_a_subset_uses_frame_positions(roots):
     write_modes(roots["local/a"], MODES_A)
-    batch = collate_all(WrappedRobotDataset(open_dataset(roots, "local/a", SUBSET), plugins=[ControlModePlugin()]))
+    batch = collate_all(
+        WrappedRobotDataset(open_dataset(roots, "local/a", SUBSET), plugins=[ControlModePlugin()])
+    )
     modes = [expected_mode(e, f) for e, f in frames_of(batch)]
     assert batch["control_mode"] == modes
-    assert batch["control_mode_autonomous"].dtype == torch.bool and batch["control_mode_human"].dtype == torch.bool
+    assert (
+        batch["control_mode_autonomous"].dtype == torch.bool
+        and batch["control_mode_human"].dtype == torch.bool
+    )
     assert batch["control_mode_autonomous"].tolist() == [m == "policy" for m in modes]
     assert batch["control_mode_human"].tolist() == [m == "human" for m in modes]
 
@@ -366,10 +437,20 @@ def test_control_mode_on_a_mix_with_a_dataset_without_modes(roots):
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"1": [{"start_index": 0, "end_index": 9, "mode": "human"}]}, r"episode 1, segment 0.*end_index < 9"),
+        (
+            {"1": [{"start_index": 0, "end_index": 9, "mode": "human"}]},
+            r"episode 1, segment 0.*end_index < 9",
+        ),
         ({"1": [{"start_index": 0, "end_index": 2, "mode": "teleop"}]}, r"mode must be one of.*'teleop'"),
-        ({"1": [{"start_index": 0, "end_index": 4, "mode": "human"}, {"start_index": 4, "end_index": 5,
-                                                                       "mode": "policy"}]}, r"segment 1.*overlaps"),
+        (
+            {
+                "1": [
+                    {"start_index": 0, "end_index": 4, "mode": "human"},
+                    {"start_index": 4, "end_index": 5, "mode": "policy"},
+                ]
+            },
+            r"segment 1.*overlaps",
+        ),
         ({"9": []}, r"episode '9' is not an episode of the dataset"),
         ({"1": [{"start_index": 0, "end_index": 2}]}, r"exactly \['end_index', 'mode', 'start_index'\]"),
         ({"1": {"spans": []}}, r"episode 1: expected a list of segments"),
@@ -393,13 +474,20 @@ def test_all_plugins_together_collate_with_fixed_dtypes(roots, tmp_path):
         PiStar0_6CumulativeRewardPlugin(key="pistar_reward"),
         PiStar0_6AdvantagePlugin(path),
         ControlModePlugin(),
-        LabelledRewardPlugin(write_labels(tmp_path / "labels.parquet", all_index_labels(LENGTHS_A)),
-                             key="labelled_reward"),
+        LabelledRewardPlugin(
+            write_labels(tmp_path / "labels.parquet", all_index_labels(LENGTHS_A)), key="labelled_reward"
+        ),
     ]
     wrapped = WrappedRobotDataset(open_dataset(roots, "local/a", SUBSET), plugins=plugins)
-    dtypes = {"reward": torch.float32, "pistar_reward": torch.float32, "advantage": torch.float32,
-              "advantage_positive": torch.bool, "control_mode_autonomous": torch.bool,
-              "control_mode_human": torch.bool, "labelled_reward": torch.float32}
+    dtypes = {
+        "reward": torch.float32,
+        "pistar_reward": torch.float32,
+        "advantage": torch.float32,
+        "advantage_positive": torch.bool,
+        "control_mode_autonomous": torch.bool,
+        "control_mode_human": torch.bool,
+        "labelled_reward": torch.float32,
+    }
     for batch in DataLoader(wrapped, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(0)):
         size = len(batch["index"])
         for key, dtype in dtypes.items():

@@ -26,9 +26,11 @@ REGISTRY_NAMES = {"rename_observations_processor", "device_processor", "normaliz
 def labelled_batch(env_state_dataset, tmp_path_factory):
     """A raw batch of the env-state dataset with action chunks, `reward` and `advantage` from plugins."""
     folder = tmp_path_factory.mktemp("labels")
-    frames = env_state_dataset.hf_dataset.with_format(None).select_columns(
-        ["index", "episode_index", "frame_index", "task_index"]
-    ).to_pandas()
+    frames = (
+        env_state_dataset.hf_dataset.with_format(None)
+        .select_columns(["index", "episode_index", "frame_index", "task_index"])
+        .to_pandas()
+    )
     # Rewards unrelated to task progress, so a policy that used progress targets would be caught.
     rewards = 0.2 + 0.6 * ((frames["index"] * 7919) % 13) / 12
     pd.DataFrame({"index": frames["index"], "reward": rewards}).to_parquet(folder / "rewards.parquet")
@@ -37,7 +39,10 @@ def labelled_batch(env_state_dataset, tmp_path_factory):
     write_advantages(table[list(ADVANTAGE_COLUMNS)], folder / "advantages.parquet")
     wrapped = WrappedRobotDataset(
         chunked_dataset(env_state_dataset, TINY_ACT["chunk_size"]),
-        plugins=[LabelledRewardPlugin(folder / "rewards.parquet"), PiStar0_6AdvantagePlugin(folder / "advantages.parquet")],
+        plugins=[
+            LabelledRewardPlugin(folder / "rewards.parquet"),
+            PiStar0_6AdvantagePlugin(folder / "advantages.parquet"),
+        ],
     )
     loader = DataLoader(wrapped, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
     return next(iter(loader))
@@ -87,7 +92,9 @@ def test_plugin_keys_reach_actvantage_forward(env_state_dataset, labelled_batch)
     batch = pre(dict(labelled_batch))  # the config's own advantage_key is always carried
     assert "advantage_positive" in batch and "reward" not in batch
     _, info = policy.forward(batch)
-    assert info["positive_fraction"] == pytest.approx(labelled_batch["advantage_positive"].float().mean().item())
+    assert info["positive_fraction"] == pytest.approx(
+        labelled_batch["advantage_positive"].float().mean().item()
+    )
     # With the continuous advantage, the policy thresholds it itself (advantage_threshold = 0).
     continuous = actvantage_policy(env_state_dataset, advantage_dropout=0.0)
     pre, _ = make_pre_post_processors(continuous.config, env_state_dataset.meta.stats)
@@ -110,7 +117,10 @@ def test_pretrained_pipelines_load_and_still_carry_keys(env_state_dataset, label
     action = torch.randn(3, 3)
     assert torch.equal(loaded_post(action), post(action))
     # Other stats replace the saved ones (fine-tuning on another dataset).
-    stats = {k: {s: (v * 2 if s == "std" else v) for s, v in d.items()} for k, d in env_state_dataset.meta.stats.items()}
+    stats = {
+        k: {s: (v * 2 if s == "std" else v) for s, v in d.items()}
+        for k, d in env_state_dataset.meta.stats.items()
+    }
     rescaled_pre, _ = make_pre_post_processors(policy.config, dataset_stats=stats, pretrained_path=tmp_path)
     rescaled = rescaled_pre(dict(labelled_batch))
     assert not torch.allclose(rescaled["observation.state"], batch["observation.state"])
@@ -127,6 +137,15 @@ def test_bad_configs_and_missing_checkpoints(env_state_dataset, tmp_path):
 
 
 def test_default_extra_keys_cover_every_plugin_key():
-    plugin_keys = {"reward", "advantage", "advantage_positive", "control_mode", "control_mode_autonomous",
-                   "control_mode_human", "episode_outcome", "episode_outcome_mask", "use_action_mask"}
+    plugin_keys = {
+        "reward",
+        "advantage",
+        "advantage_positive",
+        "control_mode",
+        "control_mode_autonomous",
+        "control_mode_human",
+        "episode_outcome",
+        "episode_outcome_mask",
+        "use_action_mask",
+    }
     assert plugin_keys <= set(DEFAULT_EXTRA_KEYS)

@@ -134,11 +134,23 @@ def test_unknown_and_missing_outcomes(frames):
 @pytest.mark.parametrize(
     ("mutate", "error", "message"),
     [
-        (lambda f: f[~((f["episode_index"] == 0) & (f["frame_index"] == 2))], ValueError, r"episode 0 is not whole.*\[0, 1, 3\]"),
-        (lambda f: f[~((f["episode_index"] == 2) & (f["frame_index"] == 0))], ValueError, "episode 2 is not whole"),
+        (
+            lambda f: f[~((f["episode_index"] == 0) & (f["frame_index"] == 2))],
+            ValueError,
+            r"episode 0 is not whole.*\[0, 1, 3\]",
+        ),
+        (
+            lambda f: f[~((f["episode_index"] == 2) & (f["frame_index"] == 0))],
+            ValueError,
+            "episode 2 is not whole",
+        ),
         (lambda f: pd.concat([f, f.iloc[:1].assign(index=999)]), ValueError, "is not whole"),
         (lambda f: f.drop(columns="task_index"), KeyError, r"missing column\(s\) \['task_index'\]"),
-        (lambda f: f.assign(frame_index=f["frame_index"].astype(float)), TypeError, "'frame_index' must hold integers"),
+        (
+            lambda f: f.assign(frame_index=f["frame_index"].astype(float)),
+            TypeError,
+            "'frame_index' must hold integers",
+        ),
         (lambda f: f.assign(index=0), ValueError, "index 0 appears more than once"),
         (lambda f: f.assign(task_index=np.arange(len(f)) % 2), ValueError, "more than one task_index"),
         (lambda f: f.iloc[:0], ValueError, "no frames"),
@@ -210,7 +222,9 @@ def test_thresholds_give_the_requested_fraction_per_task():
     rng = np.random.default_rng(0)
     tasks = pd.Series(np.repeat([0, 1, 2], [200, 50, 1000]))
     # Tasks on very different scales: one global threshold would make task 2 all negative.
-    advantages = pd.Series(rng.normal(size=len(tasks)) * np.array([1.0, 10.0, 0.01])[tasks] - 5 * (tasks == 2))
+    advantages = pd.Series(
+        rng.normal(size=len(tasks)) * np.array([1.0, 10.0, 0.01])[tasks] - 5 * (tasks == 2)
+    )
     for fraction in (0.1, 0.3, 0.7):
         thresholds = task_thresholds(advantages, tasks, fraction)
         positive = advantages > tasks.map(thresholds)
@@ -225,7 +239,10 @@ def test_thresholds_give_the_requested_fraction_per_task():
     ("mutate", "message"),
     [
         (lambda v: v.iloc[1:], r"no value for 1 frame\(s\), first index 100"),
-        (lambda v: pd.concat([v, pd.DataFrame({"index": [7], "value": [0.5]})]), "not in the table, first index 7"),
+        (
+            lambda v: pd.concat([v, pd.DataFrame({"index": [7], "value": [0.5]})]),
+            "not in the table, first index 7",
+        ),
         (lambda v: v.assign(value=v["value"] + 0.5), r"value range \[0, 1\]"),
         (lambda v: v.assign(value=np.nan), r"value range \[0, 1\], got nan"),
         (lambda v: v.rename(columns={"value": "v"}), "missing column 'value'"),
@@ -305,12 +322,21 @@ def test_outcomes_file_round_trip_in_robocandywrapper_format(tmp_path):
         ([{"episode_index": 0}], r"entry 0 .*exactly 'episode_index' and 'outcome'"),
         ([{"episode_index": 0, "outcome": "success", "x": 1}], "entry 0 .*exactly"),
         (["success"], "entry 0 .*exactly"),
-        ([{"episode_index": 0, "outcome": "success"}, {"episode_index": 1, "outcome": "won"}], r"entry 1 .*got 'won'"),
+        (
+            [{"episode_index": 0, "outcome": "success"}, {"episode_index": 1, "outcome": "won"}],
+            r"entry 1 .*got 'won'",
+        ),
         ([{"episode_index": "0", "outcome": "success"}], "non-negative integer, got '0'"),
         ([{"episode_index": True, "outcome": "success"}], "non-negative integer, got True"),
         ([{"episode_index": -1, "outcome": "success"}], "non-negative integer, got -1"),
-        ([{"episode_index": 4, "outcome": "success"}], "episode 4 does not exist; the dataset has 4 episodes"),
-        ([{"episode_index": 1, "outcome": "success"}, {"episode_index": 1, "outcome": "failure"}], "entry 1 .*more than once"),
+        (
+            [{"episode_index": 4, "outcome": "success"}],
+            "episode 4 does not exist; the dataset has 4 episodes",
+        ),
+        (
+            [{"episode_index": 1, "outcome": "success"}, {"episode_index": 1, "outcome": "failure"}],
+            "entry 1 .*more than once",
+        ),
     ],
 )
 def test_bad_outcomes_files_raise(tmp_path, data, message):
@@ -321,7 +347,10 @@ def test_bad_outcomes_files_raise(tmp_path, data, message):
 
 
 def test_success_column_uses_the_last_frame(frames):
-    last = frames["frame_index"] == frames["episode_index"].map(dict(enumerate(length for length, _ in EPISODES))) - 1
+    last = (
+        frames["frame_index"]
+        == frames["episode_index"].map(dict(enumerate(length for length, _ in EPISODES))) - 1
+    )
     table = frames.assign(**{"next.success": last & frames["episode_index"].isin([0, 3])})
     # Episode 1 reaches success mid-way and loses it again: a failure.
     table.loc[(table["episode_index"] == 1) & (table["frame_index"] == 1), "next.success"] = True

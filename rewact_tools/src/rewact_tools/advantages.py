@@ -30,7 +30,9 @@ def n_step_advantage(
     """
     rewards, values = np.asarray(rewards, dtype=float), np.asarray(values, dtype=float)
     if rewards.shape != values.shape or rewards.ndim != 1:
-        raise ValueError(f"rewards and values must be 1-D of equal length, got {rewards.shape}, {values.shape}")
+        raise ValueError(
+            f"rewards and values must be 1-D of equal length, got {rewards.shape}, {values.shape}"
+        )
     if n_steps is not None and n_steps < 1:
         raise ValueError(f"n_steps must be a positive integer or None, got {n_steps}")
     length = len(rewards)
@@ -61,7 +63,9 @@ def _attach_values(table: pd.DataFrame, values: pd.DataFrame) -> np.ndarray:
         if column not in values.columns:
             raise KeyError(f"values: missing column {column!r}; has {list(values.columns)}")
     if values["index"].duplicated().any():
-        raise ValueError(f"values: index {values.loc[values['index'].duplicated(), 'index'].iloc[0]} appears twice")
+        raise ValueError(
+            f"values: index {values.loc[values['index'].duplicated(), 'index'].iloc[0]} appears twice"
+        )
     by_index = values.set_index("index")["value"].astype(float)
     missing = table.loc[~table["index"].isin(by_index.index), "index"]
     if not missing.empty:
@@ -127,14 +131,18 @@ def check_advantages(table: pd.DataFrame, source: str = "advantages") -> None:
         if not np.isfinite(table[column].to_numpy()).all():
             raise ValueError(f"{source}: column {column!r} holds NaN or infinite values")
     if not pd.api.types.is_bool_dtype(table["positive"]):
-        raise TypeError(f"{source}: column 'positive' must hold booleans, got dtype {table['positive'].dtype}")
+        raise TypeError(
+            f"{source}: column 'positive' must hold booleans, got dtype {table['positive'].dtype}"
+        )
 
 
 def write_advantages(table: pd.DataFrame, path: Path | str) -> Path:
     """Validate and write the advantages table as parquet, atomically (temporary file, then rename)."""
     path = Path(path)
     check_advantages(table, source=f"advantages to write to {path}")
-    write_atomically(path, lambda temporary: table[list(ADVANTAGE_COLUMNS)].to_parquet(temporary, index=False))
+    write_atomically(
+        path, lambda temporary: table[list(ADVANTAGE_COLUMNS)].to_parquet(temporary, index=False)
+    )
     return path
 
 

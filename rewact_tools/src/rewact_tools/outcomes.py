@@ -69,7 +69,9 @@ def read_outcomes_file(path: Path | str, num_episodes: int | None = None) -> dic
         if not isinstance(episode, int) or isinstance(episode, bool) or episode < 0:
             raise ValueError(f"{where}: episode_index must be a non-negative integer, got {episode!r}")
         if num_episodes is not None and episode >= num_episodes:
-            raise ValueError(f"{where}: episode {episode} does not exist; the dataset has {num_episodes} episodes")
+            raise ValueError(
+                f"{where}: episode {episode} does not exist; the dataset has {num_episodes} episodes"
+            )
         if outcome not in _OUTCOME_NAMES:
             raise ValueError(f"{where}: outcome must be one of {sorted(_OUTCOME_NAMES)}, got {outcome!r}")
         if episode in outcomes:
@@ -125,6 +127,8 @@ def write_episode_outcomes(root: Path | str, outcomes: Mapping[int, bool | None]
         if outcome not in (True, False, None):
             raise ValueError(f"Episode {episode}: outcome must be True, False or None, got {outcome!r}")
         merged[int(episode)] = None if outcome is None else bool(outcome)
-    entries = [{"episode_index": episode, "outcome": _outcome_name(merged[episode])} for episode in sorted(merged)]
+    entries = [
+        {"episode_index": episode, "outcome": _outcome_name(merged[episode])} for episode in sorted(merged)
+    ]
     write_atomically(path, lambda temporary: temporary.write_text(json.dumps(entries, indent=2) + "\n"))
     return path

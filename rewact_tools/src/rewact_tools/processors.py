@@ -67,7 +67,10 @@ def _load_pipelines(
     """The pipelines saved with a checkpoint, on `config.device`; with `dataset_stats`, normalising with
     those instead of the saved ones (as `lerobot-train` does when fine-tuning on another dataset)."""
     path = Path(pretrained_path)
-    files = [path / f"{name}.json" for name in (POLICY_PREPROCESSOR_DEFAULT_NAME, POLICY_POSTPROCESSOR_DEFAULT_NAME)]
+    files = [
+        path / f"{name}.json"
+        for name in (POLICY_PREPROCESSOR_DEFAULT_NAME, POLICY_POSTPROCESSOR_DEFAULT_NAME)
+    ]
     missing = [str(file) for file in files if not file.is_file()]
     if missing:
         raise FileNotFoundError(

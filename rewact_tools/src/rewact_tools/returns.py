@@ -42,7 +42,9 @@ def check_frame_table(frames: pd.DataFrame, columns: Iterable[str], source: str 
         raise KeyError(f"{source}: missing column(s) {missing}; has {list(frames.columns)}")
     for column in ("index", "episode_index", "frame_index", "task_index"):
         if column in columns and not pd.api.types.is_integer_dtype(frames[column]):
-            raise TypeError(f"{source}: column {column!r} must hold integers, got dtype {frames[column].dtype}")
+            raise TypeError(
+                f"{source}: column {column!r} must hold integers, got dtype {frames[column].dtype}"
+            )
     if "index" in columns and frames["index"].duplicated().any():
         duplicated = frames.loc[frames["index"].duplicated(), "index"].iloc[0]
         raise ValueError(f"{source}: index {duplicated} appears more than once")
@@ -129,7 +131,9 @@ def _task_max_lengths(
                 )
             task_max = int(successful.max())
         if task_max < 2:
-            raise ValueError(f"Task {task}: the return normaliser L_max - 1 must be positive, got L_max={task_max}")
+            raise ValueError(
+                f"Task {task}: the return normaliser L_max - 1 must be positive, got L_max={task_max}"
+            )
         result[int(task)] = task_max
     return result
 
@@ -158,7 +162,9 @@ def pistar_returns(
     """
     check_frame_table(frames, FRAME_COLUMNS)
     table = frames.sort_values(["episode_index", "frame_index"], kind="stable").reset_index(drop=True)
-    episodes = table.groupby("episode_index").agg(length=("frame_index", "size"), task=("task_index", "first"))
+    episodes = table.groupby("episode_index").agg(
+        length=("frame_index", "size"), task=("task_index", "first")
+    )
     resolved = _episode_outcomes(episodes.index, outcomes, unknown_as)
     episodes["success"] = pd.Series(resolved)
     max_lengths = _task_max_lengths(episodes["length"], episodes["task"], episodes["success"], max_length)

@@ -42,7 +42,9 @@ def _is_int(value: Any) -> bool:
 def _segments(path: Path, key: str, record: Any) -> list[Any]:
     if isinstance(record, dict):
         if "segments" not in record:
-            raise ValueError(f"{path}: episode {key}: expected a list of segments or an object with 'segments'.")
+            raise ValueError(
+                f"{path}: episode {key}: expected a list of segments or an object with 'segments'."
+            )
         record = record["segments"]
     if not isinstance(record, list):
         raise ValueError(f"{path}: episode {key}: segments must be a list, got {record!r}.")
@@ -64,7 +66,9 @@ def read_episode_modes(path: Path, episode_lengths: dict[int, int]) -> dict[int,
     modes = {}
     for key, record in data.items():
         if not (key.isascii() and key.isdigit()) or int(key) not in episode_lengths:
-            raise ValueError(f"{path}: episode {key!r} is not an episode of the dataset ({len(episode_lengths)} episodes).")
+            raise ValueError(
+                f"{path}: episode {key!r} is not an episode of the dataset ({len(episode_lengths)} episodes)."
+            )
         episode, length = int(key), episode_lengths[int(key)]
         per_frame = np.full(length, UNRECORDED_MODE, dtype=object)
         covered = np.zeros(length, dtype=bool)
@@ -74,7 +78,9 @@ def read_episode_modes(path: Path, episode_lengths: dict[int, int]) -> dict[int,
                 raise ValueError(f"{where}: expected an object with exactly {sorted(_SEGMENT_KEYS)}.")
             first, last, mode = segment["start_index"], segment["end_index"], segment["mode"]
             if not (_is_int(first) and _is_int(last) and 0 <= first <= last < length):
-                raise ValueError(f"{where}: needs integers 0 <= start_index <= end_index < {length} (episode length).")
+                raise ValueError(
+                    f"{where}: needs integers 0 <= start_index <= end_index < {length} (episode length)."
+                )
             if mode not in CONTROL_MODES:
                 raise ValueError(f"{where}: mode must be one of {list(CONTROL_MODES)}, got {mode!r}.")
             if covered[first : last + 1].any():

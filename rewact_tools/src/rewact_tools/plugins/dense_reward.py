@@ -27,7 +27,13 @@ def dense_reward_labels(
     """
     lengths, _ = episode_lengths_from_meta(dataset.meta)
     table = dense_reward_table(
-        dataset.root, lengths, dataset.meta.fps, value_min=value_min, value_max=value_max, start=start, end=end
+        dataset.root,
+        lengths,
+        dataset.meta.fps,
+        value_min=value_min,
+        value_max=value_max,
+        start=start,
+        end=end,
     )
     frames = loaded_frames(dataset)
     values = np.empty(len(frames), dtype=np.float32)

@@ -115,5 +115,7 @@ class FrameLabelsInstance(PluginInstance):
         # `idx` counts loaded frames only; the item's own `index` is the dataset index. The wrapper
         # always passes the item, and every loaded index was labelled at attach.
         if accumulated_data is None or "index" not in accumulated_data:
-            raise KeyError(f"{type(self).__name__} looks labels up by the item's 'index'; got no item with one.")
+            raise KeyError(
+                f"{type(self).__name__} looks labels up by the item's 'index'; got no item with one."
+            )
         return self.labels.item(accumulated_data["index"])

@@ -40,7 +40,9 @@ def _read_table(path: Path, column: str) -> pd.DataFrame:
         )
     for name in (*keys, *(c for c in _POSITION_COLUMNS if c in table.columns)):
         if not pd.api.types.is_integer_dtype(table[name]):
-            raise TypeError(f"Reward label file {path}: column {name!r} must hold integers, got {table[name].dtype}.")
+            raise TypeError(
+                f"Reward label file {path}: column {name!r} must hold integers, got {table[name].dtype}."
+            )
     duplicated = table.duplicated(keys)
     if duplicated.any():
         row = table.loc[duplicated, keys].iloc[0].to_dict()
@@ -126,7 +128,9 @@ class LabelledRewardPlugin(DatasetPlugin):
         value_max: float = 1.0,
     ):
         if not value_min < value_max:
-            raise ValueError(f"LabelledRewardPlugin needs value_min < value_max, got [{value_min}, {value_max}].")
+            raise ValueError(
+                f"LabelledRewardPlugin needs value_min < value_max, got [{value_min}, {value_max}]."
+            )
         self.paths = path_or_per_dataset_paths
         self.column, self.key = column, key
         self.value_min, self.value_max = value_min, value_max

@@ -92,7 +92,10 @@ class PiStar0_6CumulativeRewardPlugin(DatasetPlugin):  # noqa: N801 (the recipe'
 
 
 def advantage_labels(
-    dataset: LeRobotDataset, path: Path, key: str = "advantage", positive_key: str | None = "advantage_positive"
+    dataset: LeRobotDataset,
+    path: Path,
+    key: str = "advantage",
+    positive_key: str | None = "advantage_positive",
 ) -> FrameLabels:
     """`key` (float32) and `positive_key` (bool) for every loaded frame from an advantages parquet."""
     table = read_advantages(path).set_index("index")
