@@ -50,8 +50,9 @@ from common import (  # noqa: E402
     load_frames,
     pusht_dataset,
     train_policy,
-    write_json,
 )
+
+from rewact_tools.atomic import write_json
 
 KEYS = ("observation.state", "observation.environment_state")
 

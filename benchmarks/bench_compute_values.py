@@ -15,7 +15,6 @@ and the largest difference between the two methods' values.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import tempfile
@@ -29,6 +28,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.datasets.utils import dataset_to_policy_features
 
 from lerobot_policy_rewact import RewACTConfig, RewACTPolicy, make_rewact_pre_post_processors
+from rewact_tools.atomic import write_json
 from rewact_tools.values import compute_values
 
 TARGET_SPEEDUP = 20.0
@@ -186,8 +186,7 @@ def main() -> None:
             )
     print(f"target: compute_values >= {TARGET_SPEEDUP:.0f}x the one-frame loop")
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(args.output, results)
 
 
 if __name__ == "__main__":

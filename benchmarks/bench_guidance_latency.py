@@ -12,7 +12,6 @@ minimums (steadier on a busy machine), in milliseconds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -22,6 +21,7 @@ import torch
 from lerobot.configs.types import FeatureType, PolicyFeature
 
 from lerobot_policy_actvantage import ACTvantageConfig, ACTvantagePolicy
+from rewact_tools.atomic import write_json
 
 TARGET_RATIO = 1.3
 
@@ -173,8 +173,7 @@ def main() -> None:
             "target_ratio": TARGET_RATIO,
             "results": results,
         }
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.output, report)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ are interleaved in one process so that machine load affects both alike. Reports 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from lerobot.policies.act.configuration_act import ACTConfig
 from lerobot.policies.act.modeling_act import ACTPolicy
 
 from lerobot_policy_rewact import RewACTConfig, RewACTPolicy
+from rewact_tools.atomic import write_json
 
 
 def features(image_size: int) -> dict:
@@ -139,8 +139,7 @@ def main() -> None:
         f"RewACT (trainable BatchNorm)/ACT train step ratio: {results['train_ratio_rewact_batchnorm_over_act']:.3f}"
     )
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2))
+        write_json(args.output, results)
 
 
 if __name__ == "__main__":

@@ -357,12 +357,3 @@ def _rollout_batch(
     for env in envs:
         env.close()
     return success, coverage
-
-
-# ------------------------------------------------------------------------------------------------
-# Output
-
-
-def write_json(path: Path, results: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")

@@ -17,6 +17,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from rewact_tools.atomic import write_json
 from rewact_tools.cli import (
     add_dataset_arguments,
     add_episode_arguments,
@@ -27,7 +28,6 @@ from rewact_tools.cli import (
     make_parser,
     run_cli,
     select_episodes,
-    write_json,
 )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rewact_tools.outcomes import write_atomically
+from rewact_tools.atomic import write_atomically
 from rewact_tools.returns import FRAME_COLUMNS, check_frame_table, pistar_returns
 
 ADVANTAGE_COLUMNS = (*FRAME_COLUMNS, "value", "return", "advantage", "positive")

@@ -275,9 +275,3 @@ def load_reward_model(path: Path, device: str) -> tuple[PreTrainedPolicy, Any]:
 
     preprocessor, _ = make_pre_post_processors(policy.config, pretrained_path=checkpoint_model_dir(path))
     return policy, preprocessor
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write `data` as indented JSON (the folder is created)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n")

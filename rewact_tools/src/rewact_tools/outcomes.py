@@ -9,14 +9,13 @@ else from the dataset's `next.success` column. In memory an outcome is True (suc
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from rewact_tools.atomic import write_json
 from rewact_tools.returns import check_frame_table, dataset_frames
 
 if TYPE_CHECKING:
@@ -25,21 +24,6 @@ if TYPE_CHECKING:
 OUTCOMES_RELATIVE_PATH = Path("candywrapper_plugins/episode_outcome/outcomes.json")
 SUCCESS_COLUMN = "next.success"
 _OUTCOME_NAMES = {"success": True, "failure": False, "unknown": None}
-
-
-def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """Call `write(temporary_path)` on a temporary file next to `path`, then rename it onto `path`,
-    so readers never see a half-written file and a failed write leaves the old file intact.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _outcome_name(outcome: bool | None) -> str:
@@ -95,22 +79,29 @@ def outcomes_from_success_column(frames: pd.DataFrame, column: str = SUCCESS_COL
     return {int(episode): bool(success) for episode, success in sorted(pairs)}
 
 
-def load_episode_outcomes(dataset: LeRobotDataset) -> dict[int, bool | None]:
-    """Outcome of every episode `dataset` has loaded: from the outcomes file if the dataset has
-    one (episodes it does not list are unknown, None), else from `next.success`, else raise.
+def episode_outcomes(dataset: LeRobotDataset, frames: pd.DataFrame) -> dict[int, bool | None]:
+    """Outcome of every episode in `frames` (a frame table of `dataset`, carrying `next.success` when
+    the dataset has it): from the outcomes file if the dataset has one (episodes it does not list
+    are unknown, None), else from `next.success`, else raise.
     """
-    root = Path(dataset.root)
-    path = root / OUTCOMES_RELATIVE_PATH
-    if path.exists():
+    path = Path(dataset.root) / OUTCOMES_RELATIVE_PATH
+    if path.is_file():
         listed = read_outcomes_file(path, num_episodes=dataset.meta.total_episodes)
-        episodes = dataset_frames(dataset)["episode_index"].unique()
-        return {int(episode): listed.get(int(episode)) for episode in sorted(episodes)}
-    if SUCCESS_COLUMN in dataset.hf_dataset.column_names:
-        return outcomes_from_success_column(dataset_frames(dataset, extra_columns=(SUCCESS_COLUMN,)))
+        return {
+            int(episode): listed.get(int(episode)) for episode in sorted(frames["episode_index"].unique())
+        }
+    if SUCCESS_COLUMN in frames.columns:
+        return outcomes_from_success_column(frames)
     raise FileNotFoundError(
-        f"Dataset {dataset.repo_id} at {root} has no episode outcomes: neither {path} "
+        f"Dataset {dataset.repo_id} at {dataset.root} has no episode outcomes: neither {path} "
         f"(robocandywrapper's EpisodeOutcomePlugin file) nor a {SUCCESS_COLUMN!r} column"
     )
+
+
+def load_episode_outcomes(dataset: LeRobotDataset) -> dict[int, bool | None]:
+    """Outcome of every episode `dataset` has loaded (see `episode_outcomes`)."""
+    extra = (SUCCESS_COLUMN,) if SUCCESS_COLUMN in dataset.hf_dataset.column_names else ()
+    return episode_outcomes(dataset, dataset_frames(dataset, extra_columns=extra))
 
 
 def write_episode_outcomes(root: Path | str, outcomes: Mapping[int, bool | None]) -> Path:
@@ -130,5 +121,5 @@ def write_episode_outcomes(root: Path | str, outcomes: Mapping[int, bool | None]
     entries = [
         {"episode_index": episode, "outcome": _outcome_name(merged[episode])} for episode in sorted(merged)
     ]
-    write_atomically(path, lambda temporary: temporary.write_text(json.dumps(entries, indent=2) + "\n"))
+    write_json(path, entries)
     return path

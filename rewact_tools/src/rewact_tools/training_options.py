@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rewact_tools.atomic import write_json
+
 # Saved next to train_config.json in every checkpoint, so a resumed run uses the same plugins.
 PLUGIN_OPTIONS_FILE = "rewact_plugins.json"
 REWARD_SOURCES = ("policy", "dense", "labels", "pistar")
@@ -39,7 +41,7 @@ class PluginOptions:
     advantage_label: str = "positive"
 
     def save(self, folder: Path) -> None:
-        (folder / PLUGIN_OPTIONS_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        write_json(folder / PLUGIN_OPTIONS_FILE, dataclasses.asdict(self))
 
     @classmethod
     def load(cls, folder: Path) -> dict[str, Any]:

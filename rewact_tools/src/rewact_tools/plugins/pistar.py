@@ -6,17 +6,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from rewact_tools.advantages import read_advantages
 from rewact_tools.compat import DatasetPlugin
-from rewact_tools.outcomes import (
-    OUTCOMES_RELATIVE_PATH,
-    SUCCESS_COLUMN,
-    outcomes_from_success_column,
-    read_outcomes_file,
-)
+from rewact_tools.outcomes import SUCCESS_COLUMN, episode_outcomes
 from rewact_tools.plugins.frames import (
     FrameLabels,
     FrameLabelsInstance,
@@ -27,21 +21,6 @@ from rewact_tools.plugins.frames import (
     loaded_frames,
 )
 from rewact_tools.returns import pistar_returns
-
-
-def _all_episode_outcomes(dataset: LeRobotDataset, frames: pd.DataFrame) -> dict[int, bool | None]:
-    """Outcome of every episode of the dataset: robocandywrapper's outcomes file (episodes it does
-    not list are unknown) when the dataset has one, else the `next.success` column of `frames`."""
-    path = Path(dataset.root) / OUTCOMES_RELATIVE_PATH
-    if path.is_file():
-        listed = read_outcomes_file(path, num_episodes=dataset.meta.total_episodes)
-        return {int(episode): listed.get(int(episode)) for episode in frames["episode_index"].unique()}
-    if SUCCESS_COLUMN in frames.columns:
-        return outcomes_from_success_column(frames)
-    raise FileNotFoundError(
-        f"Dataset {dataset.repo_id} at {dataset.root} has no episode outcomes: neither {path} "
-        f"(robocandywrapper's EpisodeOutcomePlugin file) nor a {SUCCESS_COLUMN!r} column."
-    )
 
 
 def pistar_reward_labels(
@@ -58,7 +37,7 @@ def pistar_reward_labels(
     """
     extra = (SUCCESS_COLUMN,) if SUCCESS_COLUMN in dataset.meta.features else ()
     frames = all_frames(dataset, extra)
-    outcomes = _all_episode_outcomes(dataset, frames)
+    outcomes = episode_outcomes(dataset, frames)
     returns = pistar_returns(frames, outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as)
     by_index = returns.set_index("index")["value_target"]
     loaded = loaded_frames(dataset)

@@ -9,9 +9,6 @@ Besides LeRobot's own files, the dataset root gets
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import datasets
@@ -19,6 +16,7 @@ import numpy as np
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from tqdm import tqdm
 
+from rewact_tools.atomic import write_json
 from rewact_tools.outcomes import write_episode_outcomes
 from rewact_tools.pusht.config import GenerationConfig
 from rewact_tools.pusht.quality import SETTINGS
@@ -101,7 +99,7 @@ def generate_pusht_dataset(
         if progress_bars_were_enabled:
             datasets.enable_progress_bars()
     write_episode_outcomes(root, {index: result.success for index, result in enumerate(results)})
-    _write_json_atomic(root / EPISODES_SIDECAR, _sidecar(config, results))
+    write_json(root / EPISODES_SIDECAR, _sidecar(config, results))
     return results
 
 
@@ -127,13 +125,6 @@ def _sidecar(config: GenerationConfig, results: list[EpisodeResult]) -> dict:
             for index, result in enumerate(results)
         ],
     }
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(data, handle, indent=2)
-    os.replace(handle.name, path)
 
 
 def summarize(results: list[EpisodeResult]) -> str:
