@@ -38,6 +38,7 @@ _EXPORTS = {
     ),
     "rewact_tools.outcomes": (
         "OUTCOMES_RELATIVE_PATH",
+        "episode_outcomes",
         "load_episode_outcomes",
         "outcomes_from_success_column",
         "read_outcomes_file",
