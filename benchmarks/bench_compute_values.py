@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from lerobot.configs.types import FeatureType
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
-from lerobot.datasets.utils import dataset_to_policy_features
 
 from lerobot_policy_rewact import RewACTConfig, RewACTPolicy, make_rewact_pre_post_processors
 from rewact_tools.atomic import write_json
+from rewact_tools.lerobot_compat import dataset_to_policy_features
 from rewact_tools.values import compute_values
 
 TARGET_SPEEDUP = 20.0

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
-from lerobot.datasets.utils import dataset_to_policy_features
 from lerobot.utils.constants import ACTION
 from tqdm.auto import tqdm
 
+from rewact_tools.lerobot_compat import dataset_to_policy_features
 from rewact_tools.pusht import EPISODES_SIDECAR, GenerationConfig, generate_pusht_dataset, make_env, parse_mix
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -20,6 +20,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rewact_tools.lerobot_compat import EVAL_FREQ_FIELD
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 REPO_ID = "local/pusht_demo"
@@ -91,7 +93,8 @@ def main() -> None:
             f"--steps={args.steps}",
             "--num_workers=0",
             f"--save_freq={args.steps}",
-            "--eval_freq=-1",
+            f"--{EVAL_FREQ_FIELD}=-1",
+            "--dataset.video_backend=pyav",
             "--log_freq=100",
             "--wandb.enable=false",
             f"--seed={args.seed}",

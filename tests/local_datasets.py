@@ -27,11 +27,13 @@ def make_local_dataset(
     with_next_fields: bool = False,
     tasks: Sequence[str] = ("push the block",),
     seed: int = 0,
+    use_videos: bool = False,
 ) -> LeRobotDataset:
     """Write a dataset under `root` (which must not exist) and return it, finalised and reloadable.
 
     Episode `e` uses task `tasks[e % len(tasks)]`. With `with_next_fields`, the dataset carries the
-    `next.reward`, `next.done` and `next.success` columns of the `lerobot/pusht` schema.
+    `next.reward`, `next.done` and `next.success` columns of the `lerobot/pusht` schema. With
+    `use_videos`, cameras are stored as MP4 files, as on the hub (and decoded with PyAV on reload).
     """
     rng = np.random.default_rng(seed)
     height, width = image_size
@@ -46,7 +48,7 @@ def make_local_dataset(
         }
     for camera in cameras:
         features[camera] = {
-            "dtype": "image",
+            "dtype": "video" if use_videos else "image",
             "shape": (height, width, 3),
             "names": ["height", "width", "channel"],
         }
@@ -56,7 +58,7 @@ def make_local_dataset(
         features["next.success"] = {"dtype": "bool", "shape": (1,), "names": None}
 
     dataset = LeRobotDataset.create(
-        repo_id=repo_id, fps=fps, features=features, root=root, use_videos=False, image_writer_threads=0
+        repo_id=repo_id, fps=fps, features=features, root=root, use_videos=use_videos, image_writer_threads=0
     )
     for episode, length in enumerate(episode_lengths):
         offset = rng.normal(size=8)
@@ -88,4 +90,4 @@ def make_local_dataset(
             dataset.add_frame(item)
         dataset.save_episode()
     dataset.finalize()
-    return LeRobotDataset(repo_id, root=root)
+    return LeRobotDataset(repo_id, root=root, video_backend="pyav")

@@ -7,8 +7,9 @@ from typing import Any
 import torch
 from lerobot.configs.types import FeatureType
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
-from lerobot.datasets.utils import dataset_to_policy_features
 from lerobot.utils.constants import ACTION
+
+from rewact_tools.lerobot_compat import dataset_to_policy_features
 
 # Small enough for a CPU step in milliseconds; ACT's structure is otherwise unchanged.
 TINY_ACT = {

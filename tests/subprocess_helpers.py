@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import av
+
+from rewact_tools.lerobot_compat import EVAL_FREQ_FIELD
 
 from policy_helpers import TINY_ACT
 
@@ -27,7 +32,7 @@ TINY_POLICY_FLAGS = [
     "--policy.push_to_hub=false",
 ]
 # A smoke training run: no workers, small batches, no simulation eval.
-SMOKE_TRAIN_FLAGS = ["--num_workers=0", "--batch_size=4", "--eval_freq=-1", "--log_freq=1"]
+SMOKE_TRAIN_FLAGS = ["--num_workers=0", "--batch_size=4", f"--{EVAL_FREQ_FIELD}=-1", "--log_freq=1"]
 
 
 def run_ok(command: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -40,3 +45,74 @@ def run_ok(command: list[str], cwd: Path, timeout: int = 600) -> subprocess.Comp
         f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     )
     return result
+
+
+@dataclass
+class Run:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def check(self) -> Run:
+        """Exit 0, and no traceback anywhere in the output (a user would take one for an error)."""
+        assert self.returncode == 0, f"{self.args} failed:\n{self.stdout[-3000:]}\n{self.stderr[-5000:]}"
+        assert "Traceback" not in self.stdout + self.stderr, (
+            f"{self.args} printed a traceback:\n{self.stderr}"
+        )
+        return self
+
+    def check_user_error(self, *fragments: str) -> str:
+        """Exit 2 with exactly one `error: ...` line naming `fragments`, and no traceback."""
+        assert self.returncode == 2, f"{self.args} exited {self.returncode}:\n{self.stderr[-3000:]}"
+        assert "Traceback" not in self.stderr, self.stderr
+        errors = [line for line in self.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1, self.stderr
+        for fragment in fragments:
+            assert fragment in errors[0], errors[0]
+        return errors[0]
+
+
+def _command(script: str, args: list[str]) -> list[str]:
+    if script.startswith("lerobot-"):
+        return [str(BIN / script), *map(str, args)]
+    return [sys.executable, str(REPO / "scripts" / script), *map(str, args)]
+
+
+def run_scripts(*calls: tuple[str, list], parallel: int = 2) -> list[Run]:
+    """Run `(script, args)` calls from the repository root, `parallel` at a time (the machine has two
+    cores; most of a run is importing torch and LeRobot). Results come in call order."""
+    runs: list[Run] = []
+    for start in range(0, len(calls), parallel):
+        batch = calls[start : start + parallel]
+        processes = [
+            subprocess.Popen(
+                _command(script, args),
+                cwd=REPO,
+                env=SUBPROCESS_ENV,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for script, args in batch
+        ]
+        for (script, args), process in zip(batch, processes, strict=True):
+            stdout, stderr = process.communicate(timeout=600)
+            runs.append(Run([script, *map(str, args)], process.returncode, stdout, stderr))
+    return runs
+
+
+def run_script(script: str, *args) -> Run:
+    return run_scripts((script, list(args)))[0]
+
+
+def mp4_frames(path: Path) -> tuple[int, tuple[int, int]]:
+    """Frame count and (height, width) of an MP4, decoded with PyAV."""
+    with av.open(str(path)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert frames, path
+    return len(frames), frames[0].shape[:2]
+
+
+def dataset_args(root: Path, repo_id: str) -> list[str]:
+    return ["--dataset-repo-id", repo_id, "--dataset-root", root]

@@ -16,12 +16,12 @@ import torch
 from lerobot.configs.policies import PreTrainedConfig
 from lerobot.configs.types import FeatureType, PolicyFeature
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
-from lerobot.datasets.utils import dataset_to_policy_features
 from lerobot.policies.act.processor_act import make_act_pre_post_processors
 from safetensors import safe_open
 
 from lerobot_policy_actvantage import ACTvantageConfig, ACTvantagePolicy, make_actvantage_pre_post_processors
 from lerobot_policy_actvantage.advantage import NEGATIVE, NULL, POSITIVE, advantage_to_positive
+from rewact_tools.lerobot_compat import dataset_to_policy_features
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 4

@@ -14,7 +14,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from torch.utils.data import DataLoader
 
 from rewact_tools.advantages import ADVANTAGE_COLUMNS, write_advantages
-from rewact_tools.compat import WrappedRobotDataset
+from rewact_tools.candywrapper import WrappedRobotDataset
 from rewact_tools.labels import KEYPOINTS_RELATIVE_PATH, KeypointFileError, KeypointReward, save_keypoints
 from rewact_tools.outcomes import OUTCOMES_RELATIVE_PATH
 from rewact_tools.plugins import (

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from lerobot_policy_actvantage import ACTvantageConfig, ACTvantagePolicy
 from lerobot_policy_rewact import RewACTConfig, RewACTPolicy
 from rewact_tools.advantages import ADVANTAGE_COLUMNS, write_advantages
-from rewact_tools.compat import WrappedRobotDataset
+from rewact_tools.candywrapper import WrappedRobotDataset
 from rewact_tools.plugins import LabelledRewardPlugin, PiStar0_6AdvantagePlugin
 from rewact_tools.processors import DEFAULT_EXTRA_KEYS, make_pre_post_processors
 

@@ -10,12 +10,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
@@ -24,8 +20,8 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot_policy_actvantage import ACTvantagePolicy
 from lerobot_policy_rewact import RewACTPolicy
 from rewact_tools.advantages import compute_advantages, read_advantages, write_advantages
+from rewact_tools.candywrapper import WrappedRobotDataset
 from rewact_tools.cli import CliError
-from rewact_tools.compat import WrappedRobotDataset
 from rewact_tools.outcomes import write_episode_outcomes
 from rewact_tools.processors import make_pre_post_processors
 from rewact_tools.returns import dataset_frames
@@ -33,7 +29,16 @@ from rewact_tools.training import make_plugins
 from rewact_tools.training_options import PluginOptions
 
 from local_datasets import make_local_dataset
-from subprocess_helpers import BIN, REPO, SMOKE_TRAIN_FLAGS, SUBPROCESS_ENV, TINY_POLICY_FLAGS
+from subprocess_helpers import (
+    SMOKE_TRAIN_FLAGS,
+    SUBPROCESS_ENV,
+    TINY_POLICY_FLAGS,
+    Run,
+    dataset_args,
+    mp4_frames,
+    run_script,
+    run_scripts,
+)
 
 ENV = SUBPROCESS_ENV
 TINY_FLAGS = [*TINY_POLICY_FLAGS, *SMOKE_TRAIN_FLAGS]
@@ -50,73 +55,6 @@ SCRIPTS = (
     "precompute_advantage.py",
     "visualise_advantages.py",
 )
-
-
-@dataclass
-class Run:
-    args: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def check(self) -> Run:
-        assert self.returncode == 0, f"{self.args} failed:\n{self.stdout[-3000:]}\n{self.stderr[-5000:]}"
-        return self
-
-    def check_user_error(self, *fragments: str) -> str:
-        """Exit 2 with exactly one `error: ...` line naming `fragments`, and no traceback."""
-        assert self.returncode == 2, f"{self.args} exited {self.returncode}:\n{self.stderr[-3000:]}"
-        assert "Traceback" not in self.stderr, self.stderr
-        errors = [line for line in self.stderr.splitlines() if line.startswith("error: ")]
-        assert len(errors) == 1, self.stderr
-        for fragment in fragments:
-            assert fragment in errors[0], errors[0]
-        return errors[0]
-
-
-def _command(script: str, args: list[str]) -> list[str]:
-    if script.startswith("lerobot-"):
-        return [str(BIN / script), *map(str, args)]
-    return [sys.executable, str(REPO / "scripts" / script), *map(str, args)]
-
-
-def run_scripts(*calls: tuple[str, list], parallel: int = 2) -> list[Run]:
-    """Run `(script, args)` calls from the repository root, `parallel` at a time (the machine has two
-    cores; most of a run is importing torch and LeRobot). Results come in call order."""
-    runs: list[Run] = []
-    for start in range(0, len(calls), parallel):
-        batch = calls[start : start + parallel]
-        processes = [
-            subprocess.Popen(
-                _command(script, args),
-                cwd=REPO,
-                env=ENV,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for script, args in batch
-        ]
-        for (script, args), process in zip(batch, processes, strict=True):
-            stdout, stderr = process.communicate(timeout=600)
-            runs.append(Run([script, *map(str, args)], process.returncode, stdout, stderr))
-    return runs
-
-
-def run_script(script: str, *args) -> Run:
-    return run_scripts((script, list(args)))[0]
-
-
-def mp4_frames(path: Path) -> tuple[int, tuple[int, int]]:
-    """Frame count and (height, width) of an MP4, decoded with PyAV."""
-    with av.open(str(path)) as container:
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
-    assert frames, path
-    return len(frames), frames[0].shape[:2]
-
-
-def dataset_args(root: Path, repo_id: str) -> list[str]:
-    return ["--dataset-repo-id", repo_id, "--dataset-root", root]
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +204,7 @@ def test_plugins_put_their_keys_into_the_training_batch(dataset_a, dataset_b):
     assert bool(last_of_b["episode_outcome"]) is False and bool(last_of_b["episode_outcome_mask"]) is True
     assert float(wrapped[0]["reward"]) == 0.0
 
-    from lerobot.datasets.utils import dataset_to_policy_features
+    from rewact_tools.lerobot_compat import dataset_to_policy_features
 
     features = dataset_to_policy_features(wrapped.meta.features)
     config.input_features = {k: f for k, f in features.items() if k != "action"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,33 @@ EXIT_USER_ERROR = 2
 UNKNOWN_OUTCOMES = {"error": None, "success": True, "failure": False}
 
 
+class _OneLineTorchcodecWarning(logging.Filter):
+    """Keeps only the last line of LeRobot's "torchcodec is installed but cannot be loaded" warning.
+
+    LeRobot 0.6 logs the whole FFmpeg library search, tracebacks included, whenever a dataset or a
+    training config is created on a machine without system FFmpeg libraries, then falls back to
+    PyAV, which the scripts use anyway. A user would take the tracebacks for an error of ours; the
+    last line says exactly what happened.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "torchcodec" in message and "\n" in message:
+            record.msg, record.args = message.rstrip().splitlines()[-1], None
+        return True
+
+
+_TORCHCODEC_LOGGER = "lerobot.utils.import_utils"
+_TORCHCODEC_FILTER = _OneLineTorchcodecWarning()
+
+
+def quiet_torchcodec_fallback() -> None:
+    """Shorten LeRobot's torchcodec fallback warning to one line (idempotent; imports nothing)."""
+    logger = logging.getLogger(_TORCHCODEC_LOGGER)
+    if _TORCHCODEC_FILTER not in logger.filters:
+        logger.addFilter(_TORCHCODEC_FILTER)
+
+
 class CliError(Exception):
     """Bad command-line input that the script detected itself."""
 
@@ -53,6 +81,7 @@ def one_line(error: BaseException) -> str:
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
     """Run `main(argv)` and exit: 0 on success, 2 with `error: <message>` on an expected error."""
+    quiet_torchcodec_fallback()
     try:
         status = main(argv)
     except (CliError, *USER_ERRORS) as error:

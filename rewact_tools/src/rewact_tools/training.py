@@ -26,28 +26,33 @@ from lerobot.configs.train import TrainPipelineConfig
 from lerobot.configs.types import FeatureType
 from lerobot.datasets.factory import IMAGENET_STATS, resolve_delta_timestamps
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
-from lerobot.datasets.transforms import ImageTransforms
-from lerobot.datasets.utils import cycle, dataset_to_policy_features
 from lerobot.optim.factory import make_optimizer_and_scheduler
 from lerobot.policies.factory import get_policy_class
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.scripts.lerobot_train import update_policy
 from lerobot.utils.logging_utils import AverageMeter, MetricsTracker
 from lerobot.utils.random_utils import set_seed
-from lerobot.utils.train_utils import (
-    get_step_checkpoint_dir,
-    load_training_state,
-    save_checkpoint,
-    update_last_checkpoint,
-)
 from lerobot.utils.utils import format_big_number
 from tqdm import tqdm
 
 from lerobot_policy_actvantage import ACTvantageConfig
 from lerobot_policy_rewact import RewACTConfig
 from rewact_tools.advantage_display import ADVANTAGES_RELATIVE_PATH
+from rewact_tools.candywrapper import DatasetPlugin, EpisodeOutcomePlugin, WrappedRobotDataset
 from rewact_tools.cli import UNKNOWN_OUTCOMES, CliError, load_metadata, offline_if_local, select_episodes
-from rewact_tools.compat import DatasetPlugin, EpisodeOutcomePlugin, WrappedRobotDataset
+from rewact_tools.lerobot_compat import (
+    ImageTransforms,
+    cycle,
+    dataset_to_policy_features,
+    eval_frequency,
+    get_step_checkpoint_dir,
+    get_step_identifier,
+    load_training_state,
+    reward_model_requested,
+    sample_weighting_requested,
+    save_checkpoint,
+    update_last_checkpoint,
+)
 from rewact_tools.plugins import (
     ControlModePlugin,
     DenseRewardPlugin,
@@ -224,7 +229,8 @@ def make_training_processors(cfg: TrainPipelineConfig, policy: PreTrainedPolicy,
 def _check_supported(cfg: TrainPipelineConfig) -> None:
     unsupported = {
         "--peft.*": cfg.peft is not None,
-        "--use_rabc": cfg.use_rabc,
+        "sample weighting (--sample_weighting.* / --use_rabc)": sample_weighting_requested(cfg),
+        "--reward_model.* (use lerobot-train)": reward_model_requested(cfg),
         "--wandb.enable": cfg.wandb.enable,
     }
     named = [flag for flag, used in unsupported.items() if used]
@@ -249,7 +255,6 @@ def _evaluate(
     """One evaluation in simulation, as `lerobot-train` runs it."""
     from lerobot.envs.factory import make_env_pre_post_processors
     from lerobot.scripts.lerobot_eval import eval_policy_all
-    from lerobot.utils.train_utils import get_step_identifier
 
     env_preprocessor, env_postprocessor = make_env_pre_post_processors(env_cfg=cfg.env, policy_cfg=cfg.policy)
     with torch.no_grad():
@@ -305,7 +310,7 @@ def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path | None:
         step, optimizer, lr_scheduler = load_training_state(cfg.checkpoint_path, optimizer, lr_scheduler)
 
     env = None
-    if cfg.eval_freq > 0 and cfg.env is not None:
+    if eval_frequency(cfg) > 0 and cfg.env is not None:
         from lerobot.envs.factory import make_env
 
         env = make_env(cfg.env, n_envs=cfg.eval.batch_size, use_async_envs=cfg.eval.use_async_envs)
@@ -381,7 +386,7 @@ def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path | None:
             options.save(checkpoint_dir / "pretrained_model")
             update_last_checkpoint(checkpoint_dir)
             logging.info(f"Saved checkpoint {checkpoint_dir}")
-        if env is not None and step % cfg.eval_freq == 0:
+        if env is not None and step % eval_frequency(cfg) == 0:
             overall = _evaluate(
                 cfg, accelerator.unwrap_model(policy), (preprocessor, postprocessor), env, step
             )

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from lerobot_policy_rewact import RewACTPolicy, make_rewact_pre_post_processors
+from rewact_tools.lerobot_compat import dataset_to_policy_features
 
 VALUE_COLUMNS = ("index", "episode_index", "frame_index", "value")
 _ID_COLUMNS = VALUE_COLUMNS[:3]
@@ -45,7 +46,7 @@ class FrameBatches(Dataset):
         return (
             isinstance(dataset, LeRobotDataset)
             and dataset.hf_dataset is not None
-            and dataset.delta_indices is None
+            and dataset.delta_timestamps is None
             and dataset.image_transforms is None
             and not dataset.meta.video_keys
         )
@@ -65,6 +66,28 @@ class FrameBatches(Dataset):
                 tensor = tensor.permute(0, 3, 1, 2).contiguous().to(torch.float32).div(255)
             batch[key] = tensor
         return batch
+
+
+def check_features_match(config: Any, dataset: Any) -> None:
+    """Raise unless `dataset` has every input feature of `config`, with the same shape.
+
+    A checkpoint trained on other data would otherwise fail deep inside the model (a missing key, a
+    matrix-shape error) or, worse, run on a camera of the same name and another size.
+    """
+    available = dataset_to_policy_features(dataset.meta.features)
+    where = f"dataset {getattr(dataset, 'repo_id', '')} at {dataset.meta.root}"
+    missing = sorted(key for key in config.input_features if key not in available)
+    if missing:
+        raise KeyError(
+            f"{where} lacks the checkpoint's input feature(s) {missing}; the checkpoint needs "
+            f"{sorted(config.input_features)} and the dataset has {sorted(available)}"
+        )
+    for key, feature in config.input_features.items():
+        if tuple(available[key].shape) != tuple(feature.shape):
+            raise ValueError(
+                f"{where}: feature {key!r} has shape {tuple(available[key].shape)}, but the checkpoint "
+                f"was trained with shape {tuple(feature.shape)}"
+            )
 
 
 def _loader(dataset: Any, batch_size: int, num_workers: int, pin_memory: bool) -> DataLoader:
@@ -98,6 +121,7 @@ def compute_values(
         raise ValueError(f"compute_values needs batch_size >= 1, got {batch_size}.")
     if len(dataset) == 0:
         raise ValueError(f"compute_values got an empty dataset ({getattr(dataset, 'repo_id', dataset)}).")
+    check_features_match(policy.config, dataset)
     device = torch.device(device if device is not None else policy.config.device)
     if preprocessor is None:
         preprocessor, _ = make_rewact_pre_post_processors(policy.config, dataset.meta.stats)

@@ -20,7 +20,7 @@ import numpy as np
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from lerobot_policy_rewact.targets import episode_lengths_from_meta
-from rewact_tools.compat import (
+from rewact_tools.candywrapper import (
     CANDYWRAPPER_PLUGINS_DIR,
     CONTROL_MODE_PLUGIN_NAME,
     ControlModeInstance,

@@ -7,7 +7,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from lerobot_policy_rewact.reward_labels import dense_reward_table
 from lerobot_policy_rewact.targets import episode_lengths_from_meta
-from rewact_tools.compat import DatasetPlugin
+from rewact_tools.candywrapper import DatasetPlugin
 from rewact_tools.plugins.frames import FrameLabels, FrameLabelsInstance, loaded_frames
 
 

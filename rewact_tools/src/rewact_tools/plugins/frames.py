@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-from rewact_tools.compat import PluginInstance
+from rewact_tools.candywrapper import PluginInstance
 from rewact_tools.returns import FRAME_COLUMNS, dataset_frames
 
 PathSpec = str | os.PathLike | Mapping[str, str | os.PathLike]

@@ -9,7 +9,7 @@ import numpy as np
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from rewact_tools.advantages import read_advantages
-from rewact_tools.compat import DatasetPlugin
+from rewact_tools.candywrapper import DatasetPlugin
 from rewact_tools.outcomes import SUCCESS_COLUMN, episode_outcomes
 from rewact_tools.plugins.frames import (
     FrameLabels,
