@@ -4,8 +4,10 @@
 Takes every lerobot-train flag (`lerobot-train --help`), for example:
     python scripts/train.py --dataset.repo_id=local/pusht --dataset.root=data/pusht \\
         --dataset.episodes=[0,1,2] --policy.type=rewact --policy.repo_id=me/rewact \\
-        --output_dir=outputs/rewact --job_name=rewact --batch_size=32 --eval_freq=-1 \\
+        --output_dir=outputs/rewact --job_name=rewact --batch_size=32 --env_eval_freq=-1 \\
         --log_freq=50 --save_freq=1000 --steps=10000
+Flags are spelt as the installed LeRobot spells them: --env_eval_freq on LeRobot 0.6, --eval_freq on
+0.4. Sample weighting (RA-BC) and reward models train with lerobot-train itself.
 Several datasets, each with its own root, as comma-separated lists (same order):
     --dataset.repo_id=local/a,local/b --dataset.root=data/a,data/b
 --dataset.episodes then applies to each of them. With a --dataset.root nothing is fetched from the

@@ -18,6 +18,8 @@ def test_public_names_are_exported():
         "ControlModePlugin",
         "LeRobotDatasetWithReward",
         "progress",
+        "progress_table",
+        "write_progress_file",
     ):
         assert name in rewact_tools.__all__
     exec("from rewact_tools import KeypointReward, DenseRewardPlugin, compute_values", {})

@@ -52,9 +52,15 @@ _EXPORTS = {
         "PiStar0_6CumulativeRewardPlugin",
     ),
     "rewact_tools.processors": ("DEFAULT_EXTRA_KEYS", "make_pre_post_processors"),
+    "rewact_tools.rabc": (
+        "RABC_COLUMNS",
+        "progress_summary",
+        "progress_table",
+        "write_progress_file",
+    ),
     "rewact_tools.returns": ("dataset_frames", "pistar_returns"),
     "rewact_tools.reward_dataset": ("LeRobotDatasetWithReward",),
-    "rewact_tools.values": ("VALUE_COLUMNS", "compute_values"),
+    "rewact_tools.values": ("VALUE_COLUMNS", "check_features_match", "compute_values"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

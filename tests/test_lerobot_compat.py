@@ -1,0 +1,75 @@
+"""The LeRobot version layer: moved names resolve, renamed config fields are read by feature tests,
+robocandywrapper imports (or says how to install it), and LeRobot's torchcodec warning is one line."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+from lerobot.configs.train import TrainPipelineConfig
+
+from rewact_tools import lerobot_compat
+from rewact_tools.cli import quiet_torchcodec_fallback
+
+
+def test_moved_names_resolve_to_lerobots_own_objects():
+    from lerobot.configs.types import FeatureType
+
+    features = lerobot_compat.dataset_to_policy_features(
+        {"observation.state": {"dtype": "float32", "shape": (2,), "names": None}}
+    )
+    assert features["observation.state"].type is FeatureType.STATE
+    batches = lerobot_compat.cycle([1, 2])
+    assert [next(batches) for _ in range(5)] == [1, 2, 1, 2, 1]
+    for name in (
+        "get_step_checkpoint_dir",
+        "load_training_state",
+        "save_checkpoint",
+        "update_last_checkpoint",
+    ):
+        assert callable(getattr(lerobot_compat, name))
+
+
+def test_renamed_training_fields_follow_the_installed_config():
+    fields = TrainPipelineConfig.__dataclass_fields__
+    assert lerobot_compat.EVAL_FREQ_FIELD in fields
+    assert ("sample_weighting" in fields) == lerobot_compat.HAS_SAMPLE_WEIGHTING
+    assert ("use_rabc" in fields) != lerobot_compat.HAS_SAMPLE_WEIGHTING
+
+
+def test_robocandywrapper_imports_and_the_aliases_are_idempotent():
+    from rewact_tools.candywrapper import WrappedRobotDataset
+
+    assert WrappedRobotDataset.__module__.startswith("robocandywrapper")
+    assert lerobot_compat.alias_lerobot_for_robocandywrapper() == []
+
+
+def test_missing_robocandywrapper_says_how_to_install_it():
+    hide = (
+        "import importlib.util as u; find = u.find_spec; "
+        "u.find_spec = lambda name, *a: None if name == 'robocandywrapper' else find(name, *a); "
+        "import rewact_tools.candywrapper"
+    )
+    result = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True)
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("ImportError: robocandywrapper is not installed")
+    assert "pip install --no-deps robocandywrapper==0.2.18" in message
+
+
+def test_torchcodec_fallback_warning_becomes_its_last_line(caplog):
+    quiet_torchcodec_fallback()
+    quiet_torchcodec_fallback()  # idempotent
+    logger = logging.getLogger("lerobot.utils.import_utils")
+    assert len(logger.filters) == 1
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        logger.warning(
+            "Could not load libtorchcodec.\nTraceback (most recent call last):\n  File x\nOSError: y\n"
+            "'torchcodec' is installed but cannot be loaded (see the error above). Falling back to 'pyav'."
+        )
+        logger.warning("an unrelated\nmulti-line warning")
+    assert [record.getMessage() for record in caplog.records] == [
+        "'torchcodec' is installed but cannot be loaded (see the error above). Falling back to 'pyav'.",
+        "an unrelated\nmulti-line warning",
+    ]
