@@ -47,6 +47,41 @@ def run_ok(command: list[str], cwd: Path, timeout: int = 600) -> subprocess.Comp
     return result
 
 
+def train_tiny(
+    dataset_root: Path,
+    repo_id: str,
+    output: Path,
+    *flags: str,
+    model_type: str = "rewact",
+    trains: str = "policy",
+    steps: int = 2,
+) -> subprocess.CompletedProcess:
+    """Train the tiny model with stock `lerobot-train` into `output` (its last checkpoint is
+    `output/checkpoints/last/pretrained_model`). `trains="reward_model"` trains a LeRobot reward model:
+    the model flags are then spelt `--reward_model.*`."""
+    prefix = f"--{trains}."
+    return run_ok(
+        [
+            str(BIN / "lerobot-train"),
+            f"--dataset.repo_id={repo_id}",
+            f"--dataset.root={dataset_root}",
+            f"{prefix}type={model_type}",
+            *(flag.replace("--policy.", prefix) for flag in TINY_POLICY_FLAGS),
+            *SMOKE_TRAIN_FLAGS,
+            f"--steps={steps}",
+            f"--save_freq={steps}",
+            f"--output_dir={output}",
+            "--wandb.enable=false",
+            *flags,
+        ],
+        cwd=output.parent,
+    )
+
+
+def last_checkpoint(output: Path) -> Path:
+    return output / "checkpoints" / "last" / "pretrained_model"
+
+
 @dataclass
 class Run:
     args: list[str]

@@ -24,7 +24,7 @@ from lerobot.policies.factory import get_policy_class
 from rewact_tools.processors import make_pre_post_processors
 
 from local_datasets import make_local_dataset
-from subprocess_helpers import BIN, SMOKE_TRAIN_FLAGS, TINY_POLICY_FLAGS, run_ok
+from subprocess_helpers import last_checkpoint, train_tiny
 
 EXCHANGE = os.environ.get("REWACT_CHECKPOINT_EXCHANGE")
 LEROBOT_VERSION = importlib.metadata.version("lerobot")
@@ -71,24 +71,10 @@ def written(tmp_path_factory) -> dict[str, Path]:
     extra = {"rewact": [], "actvantage": [f"--policy.advantage_file={advantages}"]}
     checkpoints = {}
     for policy_type in POLICY_TYPES:
-        output = work / policy_type
-        run_ok(
-            [
-                str(BIN / "lerobot-train"),
-                "--dataset.repo_id=local/exchange",
-                f"--dataset.root={dataset.root}",
-                f"--policy.type={policy_type}",
-                *extra[policy_type],
-                *TINY_POLICY_FLAGS,
-                *SMOKE_TRAIN_FLAGS,
-                "--steps=2",
-                "--save_freq=2",
-                f"--output_dir={output}",
-                "--wandb.enable=false",
-            ],
-            cwd=work,
+        train_tiny(
+            dataset.root, "local/exchange", work / policy_type, *extra[policy_type], model_type=policy_type
         )
-        checkpoints[policy_type] = output / "checkpoints" / "last" / "pretrained_model"
+        checkpoints[policy_type] = last_checkpoint(work / policy_type)
     return checkpoints
 
 

@@ -25,13 +25,11 @@ from rewact_tools.rabc import (
 
 from local_datasets import make_local_dataset
 from subprocess_helpers import (
-    BIN,
-    SMOKE_TRAIN_FLAGS,
-    TINY_POLICY_FLAGS,
     dataset_args,
-    run_ok,
+    last_checkpoint,
     run_script,
     run_scripts,
+    train_tiny,
 )
 
 needs_sample_weighting = pytest.mark.skipif(
@@ -120,22 +118,8 @@ def rabc_dataset(tmp_path_factory):
 @pytest.fixture(scope="module")
 def reward_checkpoint(rabc_dataset, tmp_path_factory):
     output = tmp_path_factory.mktemp("rabc_train") / "reward_model"
-    run_ok(
-        [
-            str(BIN / "lerobot-train"),
-            "--dataset.repo_id=local/rabc",
-            f"--dataset.root={rabc_dataset}",
-            "--policy.type=rewact",
-            *TINY_POLICY_FLAGS,
-            *SMOKE_TRAIN_FLAGS,
-            "--steps=2",
-            "--save_freq=2",
-            f"--output_dir={output}",
-            "--wandb.enable=false",
-        ],
-        cwd=output.parent,
-    )
-    return output
+    train_tiny(rabc_dataset, "local/rabc", output)
+    return last_checkpoint(output)
 
 
 @needs_sample_weighting
@@ -162,23 +146,14 @@ def test_script_then_stock_lerobot_train_weights_samples(rabc_dataset, reward_ch
     )
     again.check_user_error("already exists", "--overwrite")
 
-    result = run_ok(
-        [
-            str(BIN / "lerobot-train"),
-            "--dataset.repo_id=local/rabc",
-            f"--dataset.root={rabc_dataset}",
-            "--policy.type=rewact",
-            *TINY_POLICY_FLAGS,
-            *SMOKE_TRAIN_FLAGS,
-            "--batch_size=16",
-            "--steps=3",
-            "--save_freq=3",
-            "--sample_weighting.type=rabc",
-            "--sample_weighting.head_mode=rewact",
-            f"--output_dir={tmp_path / 'weighted'}",
-            "--wandb.enable=false",
-        ],
-        cwd=tmp_path,
+    result = train_tiny(
+        rabc_dataset,
+        "local/rabc",
+        tmp_path / "weighted",
+        "--batch_size=16",
+        "--sample_weighting.type=rabc",
+        "--sample_weighting.head_mode=rewact",
+        steps=3,
     )
     logged = result.stdout + result.stderr
     means = [float(v) for v in re.findall(r"sample_weight_mean_weight:([0-9.]+)", logged)]

@@ -12,7 +12,7 @@ from lerobot_policy_rewact import HAS_REWARD_MODELS, RewACTConfig, RewACTPolicy
 
 from local_datasets import make_local_dataset
 from policy_helpers import TINY_ACT, policy_features
-from subprocess_helpers import BIN, SMOKE_TRAIN_FLAGS, TINY_POLICY_FLAGS, run_ok
+from subprocess_helpers import last_checkpoint, train_tiny
 
 pytestmark = pytest.mark.skipif(
     not HAS_REWARD_MODELS, reason="first-class reward models (lerobot.rewards) need LeRobot 0.6"
@@ -104,23 +104,8 @@ def test_lerobot_train_trains_a_reward_model_that_loads_as_both(tmp_path):
 
     root = tmp_path / "data"
     make_local_dataset(root, repo_id="local/reward", episode_lengths=(10, 12), with_next_fields=True)
-    output = tmp_path / "train"
-    run_ok(
-        [
-            str(BIN / "lerobot-train"),
-            "--dataset.repo_id=local/reward",
-            f"--dataset.root={root}",
-            "--reward_model.type=rewact",
-            *(flag.replace("--policy.", "--reward_model.") for flag in TINY_POLICY_FLAGS),
-            *SMOKE_TRAIN_FLAGS,
-            "--steps=2",
-            "--save_freq=2",
-            f"--output_dir={output}",
-            "--wandb.enable=false",
-        ],
-        cwd=tmp_path,
-    )
-    checkpoint = output / "checkpoints" / "last" / "pretrained_model"
+    train_tiny(root, "local/reward", tmp_path / "train", trains="reward_model")
+    checkpoint = last_checkpoint(tmp_path / "train")
     train_config = json.loads((checkpoint / "train_config.json").read_text())
     assert train_config["reward_model"]["type"] == "rewact" and train_config["policy"] is None
 

@@ -16,13 +16,11 @@ from rewact_tools.values import FrameBatches, compute_values
 
 from local_datasets import make_local_dataset
 from subprocess_helpers import (
-    BIN,
-    SMOKE_TRAIN_FLAGS,
-    TINY_POLICY_FLAGS,
     dataset_args,
+    last_checkpoint,
     mp4_frames,
-    run_ok,
     run_scripts,
+    train_tiny,
 )
 
 REPO_ID = "local/video"
@@ -50,23 +48,8 @@ def video_root(tmp_path_factory):
 def video_checkpoint(video_root, tmp_path_factory):
     """A RewACT trained on the video dataset by stock lerobot-train, decoding with PyAV."""
     output = tmp_path_factory.mktemp("video_train") / "rewact"
-    run_ok(
-        [
-            str(BIN / "lerobot-train"),
-            f"--dataset.repo_id={REPO_ID}",
-            f"--dataset.root={video_root}",
-            "--dataset.video_backend=pyav",
-            "--policy.type=rewact",
-            *TINY_POLICY_FLAGS,
-            *SMOKE_TRAIN_FLAGS,
-            "--steps=2",
-            "--save_freq=2",
-            f"--output_dir={output}",
-            "--wandb.enable=false",
-        ],
-        cwd=output.parent,
-    )
-    return output / "checkpoints" / "last" / "pretrained_model"
+    train_tiny(video_root, REPO_ID, output, "--dataset.video_backend=pyav")
+    return last_checkpoint(output)
 
 
 def test_the_dataset_really_stores_videos(video_root):
