@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pymunk
 import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -32,8 +33,10 @@ MAX_STEPS = 40
 SEED = 1  # with this seed the clean episode succeeds within MAX_STEPS and the others fail
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess:
+def run_script(*args: str, hash_seed: int | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    if hash_seed is not None:
+        env["PYTHONHASHSEED"] = str(hash_seed)
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args],
         capture_output=True,
@@ -63,6 +66,16 @@ def generate(root: Path, seed: int = SEED) -> None:
 def frames_table(root: Path) -> pd.DataFrame:
     files = sorted((root / "data").rglob("*.parquet"))
     return pd.concat([pd.read_parquet(file) for file in files], ignore_index=True)
+
+
+def dataset_files(root: Path) -> dict[str, object]:
+    """Every file of a dataset by relative path: its bytes, but `meta/stats.json` parsed, because
+    LeRobot writes its keys in the order of a set of strings, which varies with PYTHONHASHSEED."""
+    files = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        name = path.relative_to(root).as_posix()
+        files[name] = json.loads(path.read_text()) if name == "meta/stats.json" else path.read_bytes()
+    return files
 
 
 def column(frames: pd.DataFrame, name: str) -> np.ndarray:
@@ -146,9 +159,60 @@ def test_sidecar_records_each_episode(generated):
 
 def test_same_seed_gives_identical_dataset(generated):
     first, second = generated
-    pd.testing.assert_frame_equal(frames_table(first), frames_table(second))
+    pd.testing.assert_frame_equal(frames_table(first), frames_table(second), check_exact=True)
     for name in (EPISODES_SIDECAR, Path("candywrapper_plugins/episode_outcome/outcomes.json")):
         assert (first / name).read_text() == (second / name).read_text()
+
+
+def test_same_command_in_two_processes_gives_identical_files(tmp_path):
+    """Two processes (different PYTHONHASHSEED, memory layout and object ids) write the same files.
+
+    With `--episodes 4 --seed 10`, episode 3 brings the block against a wall; while the expert copied
+    the walls in set order it ended in 97 steps or in a planning error, depending on the run.
+    """
+    roots = [tmp_path / "first", tmp_path / "second"]
+    for hash_seed, root in enumerate(roots, start=1):
+        result = run_script(
+            f"--root={root}",
+            f"--repo-id={REPO_ID}",
+            "--episodes=4",
+            "--seed=10",
+            "--no-image",
+            hash_seed=hash_seed,
+        )
+        assert result.returncode == 0, result.stderr
+    pd.testing.assert_frame_equal(frames_table(roots[0]), frames_table(roots[1]), check_exact=True)
+    first, second = (dataset_files(root) for root in roots)
+    assert first.keys() == second.keys()
+    for name in first:
+        assert first[name] == second[name], name
+
+
+def test_expert_ignores_the_order_of_shape_sets(monkeypatch):
+    """An episode does not depend on the order `Body.shapes` (a set, ordered by object ids, so
+    differently in every process) lists the walls in; two forced orders give the same frames.
+
+    The episode (clean, seed 2358157858: episode 1 of `--episodes 2 --seed 2`) starts with the block
+    89 px from a wall, which simulated pushes hit; when the expert copied the walls in set order,
+    these two orders diverged at frame 3."""
+    set_order = pymunk.Body.shapes
+
+    def rollout_with_walls(reverse: bool) -> list[dict]:
+        def shapes(body: pymunk.Body) -> list[pymunk.Shape]:
+            found = set_order.fget(body)
+            if body.body_type != pymunk.Body.STATIC:
+                return list(found)
+            return sorted(found, key=lambda wall: (tuple(wall.a), tuple(wall.b)), reverse=reverse)
+
+        monkeypatch.setattr(pymunk.Body, "shapes", property(shapes))
+        result = rollout_episode(make_env(10), SETTINGS["clean"], seed=2358157858, max_steps=10, render=False)
+        return result.frames
+
+    forward, backward = rollout_with_walls(reverse=False), rollout_with_walls(reverse=True)
+    assert len(forward) == len(backward) == 10
+    for frame, other in zip(forward, backward, strict=True):
+        for key in frame:
+            np.testing.assert_array_equal(frame[key], other[key], err_msg=key)
 
 
 def test_other_seed_gives_other_episodes(generated, tmp_path):

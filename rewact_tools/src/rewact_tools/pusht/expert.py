@@ -96,7 +96,10 @@ class _Simulator:
         self.space = pymunk.Space()
         self.space.gravity = env.space.gravity
         self.space.damping = env.space.damping
-        for wall in env.space.static_body.shapes:
+        # Walls in the env's insertion order: `Body.shapes` is a set ordered by object ids, which
+        # differ from run to run, and pymunk's contacts depend on the order shapes were added.
+        walls = [shape for shape in env.space.shapes if shape.body is env.space.static_body]
+        for wall in walls:
             segment = pymunk.Segment(self.space.static_body, wall.a, wall.b, wall.radius)
             segment.friction, segment.elasticity = wall.friction, wall.elasticity
             self.space.add(segment)
