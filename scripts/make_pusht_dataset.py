@@ -28,7 +28,11 @@ The dataset has the lerobot/pusht schema (96x96 observation.image stored as imag
 observation.state and action, next.reward/done/success, 10 fps) plus the 16-D
 observation.environment_state keypoints. Episode outcomes go to
 candywrapper_plugins/episode_outcome/outcomes.json, per-episode settings, seeds and coverages to
-rewact_extensions/pusht_episodes.json. The same arguments always give the same data."""
+rewact_extensions/pusht_episodes.json. The same arguments always give the same data.
+
+When the expert can no longer plan a push (it has squeezed the block against or through a wall,
+out of the agent's reach), that episode ends at its last frame as a failure, with the reason in
+the sidecar's planning_failure field and in the summary; the run goes on with the next episode."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

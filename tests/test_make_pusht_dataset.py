@@ -18,11 +18,14 @@ from rewact_tools.pusht import (
     EPISODES_SIDECAR,
     SETTINGS,
     GenerationConfig,
+    PlanningError,
+    PushTExpert,
     generate_pusht_dataset,
     make_env,
     parse_mix,
     render_observation,
     rollout_episode,
+    summarize,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +34,10 @@ REPO_ID = "local/pusht_test"
 MIX = "clean=1,noisy=1,giveup=1"
 MAX_STEPS = 40
 SEED = 1  # with this seed the clean episode succeeds within MAX_STEPS and the others fail
+OUTCOMES = Path("candywrapper_plugins/episode_outcome/outcomes.json")
+LOST_BLOCK = 198
+"""The episode of `--episodes 220 --seed 0` in which the expert squeezes the block through the left
+wall and can no longer plan (the issue's crash)."""
 
 
 def run_script(*args: str, hash_seed: int | None = None) -> subprocess.CompletedProcess:
@@ -132,7 +139,7 @@ def test_done_on_last_frame_and_outcomes_match_success(generated):
     success = column(frames, "next.success")[:, 0]
     last_success = dict(zip(frames["episode_index"][last].tolist(), success[last].tolist(), strict=True))
     assert set(last_success.values()) == {True, False}
-    outcomes = json.loads((root / "candywrapper_plugins/episode_outcome/outcomes.json").read_text())
+    outcomes = json.loads((root / OUTCOMES).read_text())
     assert outcomes == [
         {"episode_index": episode, "outcome": "success" if success else "failure"}
         for episode, success in sorted(last_success.items())
@@ -148,7 +155,7 @@ def test_sidecar_records_each_episode(generated):
     assert sorted(entry["setting"] for entry in episodes) == ["clean", "giveup", "noisy"]
     assert len({entry["seed"] for entry in episodes}) == 3
     dataset = LeRobotDataset(REPO_ID, root=root)
-    outcomes = json.loads((root / "candywrapper_plugins/episode_outcome/outcomes.json").read_text())
+    outcomes = json.loads((root / OUTCOMES).read_text())
     for entry, outcome in zip(episodes, outcomes, strict=True):
         meta = dataset.meta.episodes[entry["episode_index"]]
         assert entry["length"] == meta["length"] <= MAX_STEPS
@@ -160,7 +167,7 @@ def test_sidecar_records_each_episode(generated):
 def test_same_seed_gives_identical_dataset(generated):
     first, second = generated
     pd.testing.assert_frame_equal(frames_table(first), frames_table(second), check_exact=True)
-    for name in (EPISODES_SIDECAR, Path("candywrapper_plugins/episode_outcome/outcomes.json")):
+    for name in (EPISODES_SIDECAR, OUTCOMES):
         assert (first / name).read_text() == (second / name).read_text()
 
 
@@ -309,3 +316,65 @@ def test_no_image_writes_a_keypoint_only_dataset(tmp_path):
     assert "observation.image" not in dataset.features
     assert dataset.meta.camera_keys == []
     assert dataset[0]["observation.environment_state"].shape == (16,)
+
+
+def test_planning_failure_ends_only_its_episode(tmp_path, monkeypatch):
+    """A planning failure (forced at the expert's third plan in episode 1) ends that episode as a
+    recorded failure; the frames before it and the other episodes are those of an undisturbed run."""
+    config = GenerationConfig(mix={"clean": 3}, seed=SEED, max_steps=30)
+    undisturbed = generate_pusht_dataset(tmp_path / "undisturbed", config, REPO_ID, with_image=False)
+    choose_push = PushTExpert._choose_push
+    plans: list[PushTExpert] = []  # the expert behind each plan, in order
+
+    def fail_third_plan_of_episode_1(expert: PushTExpert, cost: float):
+        plans.append(expert)
+        if list(dict.fromkeys(plans)).index(expert) == 1 and plans.count(expert) == 3:
+            raise PlanningError("forced by the test")
+        return choose_push(expert, cost)
+
+    monkeypatch.setattr(PushTExpert, "_choose_push", fail_third_plan_of_episode_1)
+    root = tmp_path / "failed"
+    results = generate_pusht_dataset(root, config, REPO_ID, with_image=False)
+
+    assert [result.planning_failure for result in results] == [None, "forced by the test", None]
+    assert not results[1].success and results[1].length < undisturbed[1].length
+    frames, expected = frames_table(root), frames_table(tmp_path / "undisturbed")
+    for episode in (0, 2):
+        pd.testing.assert_frame_equal(
+            frames[frames["episode_index"] == episode].drop(columns="index").reset_index(drop=True),
+            expected[expected["episode_index"] == episode].drop(columns="index").reset_index(drop=True),
+            check_exact=True,
+        )
+    cut = frames[frames["episode_index"] == 1].reset_index(drop=True)
+    before = expected[expected["episode_index"] == 1].head(len(cut)).reset_index(drop=True)
+    done = column(cut, "next.done")[:, 0]
+    assert done[-1] and not done[:-1].any()
+    pd.testing.assert_frame_equal(
+        cut.drop(columns="next.done"), before.drop(columns="next.done"), check_exact=True
+    )
+    sidecar = json.loads((root / EPISODES_SIDECAR).read_text())
+    assert [entry["planning_failure"] for entry in sidecar["episodes"]] == [None, "forced by the test", None]
+    assert sidecar["episodes"][1]["length"] == len(cut) and not sidecar["episodes"][1]["success"]
+    outcomes = json.loads((root / OUTCOMES).read_text())
+    assert outcomes[1] == {"episode_index": 1, "outcome": "failure"}
+    assert summarize(results).splitlines()[-1] == (
+        "Ended early by a planning failure (block out of reach): episodes [1]"
+    )
+
+
+def test_block_pushed_out_of_the_arena_ends_its_episode(tmp_path, monkeypatch):
+    """The issue's crash, unforced: episodes 197-199 of `--episodes 220 --seed 0` are written, and the
+    one whose block the expert pushes through the wall ends as a failure with the planner's reason."""
+    plan = GenerationConfig(mix={"clean": 220}, seed=0).episode_plan()
+    monkeypatch.setattr(
+        GenerationConfig, "episode_plan", lambda config: plan[LOST_BLOCK - 1 : LOST_BLOCK + 2]
+    )
+    root = tmp_path / "lost"
+    results = generate_pusht_dataset(root, GenerationConfig(mix={"clean": 3}), REPO_ID, with_image=False)
+    assert [result.seed for result in results] == [seed for _, seed in plan[LOST_BLOCK - 1 : LOST_BLOCK + 2]]
+    assert results[0].planning_failure is None and results[2].planning_failure is None
+    assert results[1].planning_failure.startswith("No reachable contact point around the block")
+    assert not results[1].success
+    keypoints_x = column(frames_table(root), "observation.environment_state")[:, ::2]
+    assert keypoints_x[sum(result.length for result in results[:2]) - 1].min() < 0.0  # out of the arena
+    assert LeRobotDataset(REPO_ID, root=root).meta.total_episodes == 3

@@ -30,6 +30,15 @@ WORKSPACE_MARGIN = 24.0
 ARENA_SIZE = 512.0
 
 
+class PlanningError(RuntimeError):
+    """The expert has no push left to make: no contact point around the block is reachable.
+
+    This happens once the block has been pressed against a wall and through it (the agent is
+    kinematic, so it can squeeze the block out of the arena): that episode cannot go on, but the
+    rest of a dataset can, so callers catch this error alone.
+    """
+
+
 @dataclass(frozen=True)
 class ExpertConfig:
     """Planning knobs; the defaults are tuned for success within gym-pusht's 300-step limit."""
@@ -252,8 +261,10 @@ class PushTExpert:
         if best is not None:
             return best[1]
         if not fallback:
-            raise RuntimeError(
-                f"No reachable contact point around the block at pose {self.env.block.position}"
+            x, y = self.env.block.position
+            raise PlanningError(
+                f"No reachable contact point around the block at ({x:.1f}, {y:.1f}): every push "
+                f"would start closer than {WORKSPACE_MARGIN:.0f} px to a wall or beyond it"
             )
         # A local minimum: no push helps right now, so try a random one to get out of it.
         return fallback[int(self.rng.integers(len(fallback)))]
