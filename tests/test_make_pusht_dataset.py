@@ -378,3 +378,27 @@ def test_block_pushed_out_of_the_arena_ends_its_episode(tmp_path, monkeypatch):
     keypoints_x = column(frames_table(root), "observation.environment_state")[:, ::2]
     assert keypoints_x[sum(result.length for result in results[:2]) - 1].min() < 0.0  # out of the arena
     assert LeRobotDataset(REPO_ID, root=root).meta.total_episodes == 3
+
+
+@pytest.mark.slow
+def test_long_run_finishes_and_repeats(tmp_path):
+    """The issue's command, `--episodes 220 --no-image --seed 0`, twice in two processes: both runs
+    finish (episode 198 ends in a planning failure) and write the same files."""
+    roots = [tmp_path / "first", tmp_path / "second"]
+    for hash_seed, root in enumerate(roots, start=1):
+        result = run_script(
+            f"--root={root}",
+            f"--repo-id={REPO_ID}",
+            "--episodes=220",
+            "--seed=0",
+            "--no-image",
+            hash_seed=hash_seed,
+        )
+        assert result.returncode == 0, result.stderr
+    episodes = json.loads((roots[0] / EPISODES_SIDECAR).read_text())["episodes"]
+    assert len(episodes) == 220
+    assert [entry["episode_index"] for entry in episodes if entry["planning_failure"]] == [LOST_BLOCK]
+    first, second = (dataset_files(root) for root in roots)
+    assert first.keys() == second.keys()
+    for name in first:
+        assert first[name] == second[name], name
