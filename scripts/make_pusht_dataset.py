@@ -28,7 +28,15 @@ The dataset has the lerobot/pusht schema (96x96 observation.image stored as imag
 observation.state and action, next.reward/done/success, 10 fps) plus the 16-D
 observation.environment_state keypoints. Episode outcomes go to
 candywrapper_plugins/episode_outcome/outcomes.json, per-episode settings, seeds and coverages to
-rewact_extensions/pusht_episodes.json. The same arguments always give the same data."""
+rewact_extensions/pusht_episodes.json.
+
+When the expert can no longer plan a push (it has squeezed the block against or through a wall,
+out of the agent's reach), that episode ends at its last frame as a failure, with the reason in
+the sidecar's planning_failure field and in the summary; the run goes on with the next episode.
+
+The same arguments give the same data in every run on one machine (meta/stats.json may list its
+keys in another order). Other CPUs or other versions of numpy, pymunk or gym-pusht can round
+differently, and the expert's choices can turn a last-bit difference into a different episode."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pymunk
 import pytest
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -17,11 +18,14 @@ from rewact_tools.pusht import (
     EPISODES_SIDECAR,
     SETTINGS,
     GenerationConfig,
+    PlanningError,
+    PushTExpert,
     generate_pusht_dataset,
     make_env,
     parse_mix,
     render_observation,
     rollout_episode,
+    summarize,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -30,10 +34,16 @@ REPO_ID = "local/pusht_test"
 MIX = "clean=1,noisy=1,giveup=1"
 MAX_STEPS = 40
 SEED = 1  # with this seed the clean episode succeeds within MAX_STEPS and the others fail
+OUTCOMES = Path("candywrapper_plugins/episode_outcome/outcomes.json")
+LOST_BLOCK = 198
+"""The episode of `--episodes 220 --seed 0` in which the expert squeezes the block through the left
+wall and can no longer plan (the issue's crash)."""
 
 
-def run_script(*args: str) -> subprocess.CompletedProcess:
+def run_script(*args: str, hash_seed: int | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    if hash_seed is not None:
+        env["PYTHONHASHSEED"] = str(hash_seed)
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args],
         capture_output=True,
@@ -63,6 +73,16 @@ def generate(root: Path, seed: int = SEED) -> None:
 def frames_table(root: Path) -> pd.DataFrame:
     files = sorted((root / "data").rglob("*.parquet"))
     return pd.concat([pd.read_parquet(file) for file in files], ignore_index=True)
+
+
+def dataset_files(root: Path) -> dict[str, object]:
+    """Every file of a dataset by relative path: its bytes, but `meta/stats.json` parsed, because
+    LeRobot writes its keys in the order of a set of strings, which varies with PYTHONHASHSEED."""
+    files = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        name = path.relative_to(root).as_posix()
+        files[name] = json.loads(path.read_text()) if name == "meta/stats.json" else path.read_bytes()
+    return files
 
 
 def column(frames: pd.DataFrame, name: str) -> np.ndarray:
@@ -119,7 +139,7 @@ def test_done_on_last_frame_and_outcomes_match_success(generated):
     success = column(frames, "next.success")[:, 0]
     last_success = dict(zip(frames["episode_index"][last].tolist(), success[last].tolist(), strict=True))
     assert set(last_success.values()) == {True, False}
-    outcomes = json.loads((root / "candywrapper_plugins/episode_outcome/outcomes.json").read_text())
+    outcomes = json.loads((root / OUTCOMES).read_text())
     assert outcomes == [
         {"episode_index": episode, "outcome": "success" if success else "failure"}
         for episode, success in sorted(last_success.items())
@@ -135,7 +155,7 @@ def test_sidecar_records_each_episode(generated):
     assert sorted(entry["setting"] for entry in episodes) == ["clean", "giveup", "noisy"]
     assert len({entry["seed"] for entry in episodes}) == 3
     dataset = LeRobotDataset(REPO_ID, root=root)
-    outcomes = json.loads((root / "candywrapper_plugins/episode_outcome/outcomes.json").read_text())
+    outcomes = json.loads((root / OUTCOMES).read_text())
     for entry, outcome in zip(episodes, outcomes, strict=True):
         meta = dataset.meta.episodes[entry["episode_index"]]
         assert entry["length"] == meta["length"] <= MAX_STEPS
@@ -146,9 +166,60 @@ def test_sidecar_records_each_episode(generated):
 
 def test_same_seed_gives_identical_dataset(generated):
     first, second = generated
-    pd.testing.assert_frame_equal(frames_table(first), frames_table(second))
-    for name in (EPISODES_SIDECAR, Path("candywrapper_plugins/episode_outcome/outcomes.json")):
+    pd.testing.assert_frame_equal(frames_table(first), frames_table(second), check_exact=True)
+    for name in (EPISODES_SIDECAR, OUTCOMES):
         assert (first / name).read_text() == (second / name).read_text()
+
+
+def test_same_command_in_two_processes_gives_identical_files(tmp_path):
+    """Two processes (different PYTHONHASHSEED, memory layout and object ids) write the same files.
+
+    With `--episodes 4 --seed 10`, episode 3 brings the block against a wall; while the expert copied
+    the walls in set order it ended in 97 steps or in a planning error, depending on the run.
+    """
+    roots = [tmp_path / "first", tmp_path / "second"]
+    for hash_seed, root in enumerate(roots, start=1):
+        result = run_script(
+            f"--root={root}",
+            f"--repo-id={REPO_ID}",
+            "--episodes=4",
+            "--seed=10",
+            "--no-image",
+            hash_seed=hash_seed,
+        )
+        assert result.returncode == 0, result.stderr
+    pd.testing.assert_frame_equal(frames_table(roots[0]), frames_table(roots[1]), check_exact=True)
+    first, second = (dataset_files(root) for root in roots)
+    assert first.keys() == second.keys()
+    for name in first:
+        assert first[name] == second[name], name
+
+
+def test_expert_ignores_the_order_of_shape_sets(monkeypatch):
+    """An episode does not depend on the order `Body.shapes` (a set, ordered by object ids, so
+    differently in every process) lists the walls in; two forced orders give the same frames.
+
+    The episode (clean, seed 2358157858: episode 1 of `--episodes 2 --seed 2`) starts with the block
+    89 px from a wall, which simulated pushes hit; when the expert copied the walls in set order,
+    these two orders diverged at frame 3."""
+    set_order = pymunk.Body.shapes
+
+    def rollout_with_walls(reverse: bool) -> list[dict]:
+        def shapes(body: pymunk.Body) -> list[pymunk.Shape]:
+            found = set_order.fget(body)
+            if body.body_type != pymunk.Body.STATIC:
+                return list(found)
+            return sorted(found, key=lambda wall: (tuple(wall.a), tuple(wall.b)), reverse=reverse)
+
+        monkeypatch.setattr(pymunk.Body, "shapes", property(shapes))
+        result = rollout_episode(make_env(10), SETTINGS["clean"], seed=2358157858, max_steps=10, render=False)
+        return result.frames
+
+    forward, backward = rollout_with_walls(reverse=False), rollout_with_walls(reverse=True)
+    assert len(forward) == len(backward) == 10
+    for frame, other in zip(forward, backward, strict=True):
+        for key in frame:
+            np.testing.assert_array_equal(frame[key], other[key], err_msg=key)
 
 
 def test_other_seed_gives_other_episodes(generated, tmp_path):
@@ -245,3 +316,89 @@ def test_no_image_writes_a_keypoint_only_dataset(tmp_path):
     assert "observation.image" not in dataset.features
     assert dataset.meta.camera_keys == []
     assert dataset[0]["observation.environment_state"].shape == (16,)
+
+
+def test_planning_failure_ends_only_its_episode(tmp_path, monkeypatch):
+    """A planning failure (forced at the expert's third plan in episode 1) ends that episode as a
+    recorded failure; the frames before it and the other episodes are those of an undisturbed run."""
+    config = GenerationConfig(mix={"clean": 3}, seed=SEED, max_steps=30)
+    undisturbed = generate_pusht_dataset(tmp_path / "undisturbed", config, REPO_ID, with_image=False)
+    choose_push = PushTExpert._choose_push
+    plans: list[PushTExpert] = []  # the expert behind each plan, in order
+
+    def fail_third_plan_of_episode_1(expert: PushTExpert, cost: float):
+        plans.append(expert)
+        if list(dict.fromkeys(plans)).index(expert) == 1 and plans.count(expert) == 3:
+            raise PlanningError("forced by the test")
+        return choose_push(expert, cost)
+
+    monkeypatch.setattr(PushTExpert, "_choose_push", fail_third_plan_of_episode_1)
+    root = tmp_path / "failed"
+    results = generate_pusht_dataset(root, config, REPO_ID, with_image=False)
+
+    assert [result.planning_failure for result in results] == [None, "forced by the test", None]
+    assert not results[1].success and results[1].length < undisturbed[1].length
+    frames, expected = frames_table(root), frames_table(tmp_path / "undisturbed")
+    for episode in (0, 2):
+        pd.testing.assert_frame_equal(
+            frames[frames["episode_index"] == episode].drop(columns="index").reset_index(drop=True),
+            expected[expected["episode_index"] == episode].drop(columns="index").reset_index(drop=True),
+            check_exact=True,
+        )
+    cut = frames[frames["episode_index"] == 1].reset_index(drop=True)
+    before = expected[expected["episode_index"] == 1].head(len(cut)).reset_index(drop=True)
+    done = column(cut, "next.done")[:, 0]
+    assert done[-1] and not done[:-1].any()
+    pd.testing.assert_frame_equal(
+        cut.drop(columns="next.done"), before.drop(columns="next.done"), check_exact=True
+    )
+    sidecar = json.loads((root / EPISODES_SIDECAR).read_text())
+    assert [entry["planning_failure"] for entry in sidecar["episodes"]] == [None, "forced by the test", None]
+    assert sidecar["episodes"][1]["length"] == len(cut) and not sidecar["episodes"][1]["success"]
+    outcomes = json.loads((root / OUTCOMES).read_text())
+    assert outcomes[1] == {"episode_index": 1, "outcome": "failure"}
+    assert summarize(results).splitlines()[-1] == (
+        "Ended early by a planning failure (block out of reach): episodes [1]"
+    )
+
+
+def test_block_pushed_out_of_the_arena_ends_its_episode(tmp_path, monkeypatch):
+    """The issue's crash, unforced: episodes 197-199 of `--episodes 220 --seed 0` are written, and the
+    one whose block the expert pushes through the wall ends as a failure with the planner's reason."""
+    plan = GenerationConfig(mix={"clean": 220}, seed=0).episode_plan()
+    monkeypatch.setattr(
+        GenerationConfig, "episode_plan", lambda config: plan[LOST_BLOCK - 1 : LOST_BLOCK + 2]
+    )
+    root = tmp_path / "lost"
+    results = generate_pusht_dataset(root, GenerationConfig(mix={"clean": 3}), REPO_ID, with_image=False)
+    assert [result.seed for result in results] == [seed for _, seed in plan[LOST_BLOCK - 1 : LOST_BLOCK + 2]]
+    assert results[0].planning_failure is None and results[2].planning_failure is None
+    assert results[1].planning_failure.startswith("No reachable contact point around the block")
+    assert not results[1].success
+    keypoints_x = column(frames_table(root), "observation.environment_state")[:, ::2]
+    assert keypoints_x[sum(result.length for result in results[:2]) - 1].min() < 0.0  # out of the arena
+    assert LeRobotDataset(REPO_ID, root=root).meta.total_episodes == 3
+
+
+@pytest.mark.slow
+def test_long_run_finishes_and_repeats(tmp_path):
+    """The issue's command, `--episodes 220 --no-image --seed 0`, twice in two processes: both runs
+    finish (episode 198 ends in a planning failure) and write the same files."""
+    roots = [tmp_path / "first", tmp_path / "second"]
+    for hash_seed, root in enumerate(roots, start=1):
+        result = run_script(
+            f"--root={root}",
+            f"--repo-id={REPO_ID}",
+            "--episodes=220",
+            "--seed=0",
+            "--no-image",
+            hash_seed=hash_seed,
+        )
+        assert result.returncode == 0, result.stderr
+    episodes = json.loads((roots[0] / EPISODES_SIDECAR).read_text())["episodes"]
+    assert len(episodes) == 220
+    assert [entry["episode_index"] for entry in episodes if entry["planning_failure"]] == [LOST_BLOCK]
+    first, second = (dataset_files(root) for root in roots)
+    assert first.keys() == second.keys()
+    for name in first:
+        assert first[name] == second[name], name

@@ -1,7 +1,7 @@
 """The built-in PushT dataset: a scripted gym-pusht expert of controllable quality and its recorder."""
 
 from rewact_tools.pusht.config import GenerationConfig, parse_mix
-from rewact_tools.pusht.expert import ExpertConfig, PushTExpert
+from rewact_tools.pusht.expert import ExpertConfig, PlanningError, PushTExpert
 from rewact_tools.pusht.quality import SETTINGS, Demonstrator, QualitySetting
 from rewact_tools.pusht.rollout import EpisodeResult, make_env, render_observation, rollout_episode
 from rewact_tools.pusht.writer import EPISODES_SIDECAR, FEATURES, FPS, TASK, generate_pusht_dataset, summarize
@@ -16,6 +16,7 @@ __all__ = [
     "EpisodeResult",
     "ExpertConfig",
     "GenerationConfig",
+    "PlanningError",
     "PushTExpert",
     "QualitySetting",
     "generate_pusht_dataset",

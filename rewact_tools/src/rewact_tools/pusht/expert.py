@@ -30,6 +30,15 @@ WORKSPACE_MARGIN = 24.0
 ARENA_SIZE = 512.0
 
 
+class PlanningError(RuntimeError):
+    """The expert has no push left to make: no contact point around the block is reachable.
+
+    This happens once the block has been pressed against a wall and through it (the agent is
+    kinematic, so it can squeeze the block out of the arena): that episode cannot go on, but the
+    rest of a dataset can, so callers catch this error alone.
+    """
+
+
 @dataclass(frozen=True)
 class ExpertConfig:
     """Planning knobs; the defaults are tuned for success within gym-pusht's 300-step limit."""
@@ -96,7 +105,10 @@ class _Simulator:
         self.space = pymunk.Space()
         self.space.gravity = env.space.gravity
         self.space.damping = env.space.damping
-        for wall in env.space.static_body.shapes:
+        # Walls in the env's insertion order: `Body.shapes` is a set ordered by object ids, which
+        # differ from run to run, and pymunk's contacts depend on the order shapes were added.
+        walls = [shape for shape in env.space.shapes if shape.body is env.space.static_body]
+        for wall in walls:
             segment = pymunk.Segment(self.space.static_body, wall.a, wall.b, wall.radius)
             segment.friction, segment.elasticity = wall.friction, wall.elasticity
             self.space.add(segment)
@@ -249,8 +261,10 @@ class PushTExpert:
         if best is not None:
             return best[1]
         if not fallback:
-            raise RuntimeError(
-                f"No reachable contact point around the block at pose {self.env.block.position}"
+            x, y = self.env.block.position
+            raise PlanningError(
+                f"No reachable contact point around the block at ({x:.1f}, {y:.1f}): every push "
+                f"would start closer than {WORKSPACE_MARGIN:.0f} px to a wall or beyond it"
             )
         # A local minimum: no push helps right now, so try a random one to get out of it.
         return fallback[int(self.rng.integers(len(fallback)))]

@@ -8,7 +8,7 @@ import gym_pusht  # noqa: F401  (registers gym_pusht/PushT-v0)
 import gymnasium as gym
 import numpy as np
 
-from rewact_tools.pusht.expert import PushTExpert
+from rewact_tools.pusht.expert import PlanningError, PushTExpert
 from rewact_tools.pusht.quality import Demonstrator, QualitySetting
 
 IMAGE_SIZE = 96
@@ -49,6 +49,8 @@ class EpisodeResult:
     success: bool = False
     final_coverage: float = 0.0
     max_coverage: float = 0.0
+    planning_failure: str | None = None
+    """The expert's `PlanningError` message when it ended the episode early (a failure), else None."""
 
 
 def rollout_episode(
@@ -63,6 +65,8 @@ def rollout_episode(
 
     Frame t holds the observation before step t, the action taken, and the reward, done and success
     flags that step returned (the `lerobot/pusht` convention); the last frame has `next.done`.
+    When the expert cannot plan a next step (`PlanningError`), the episode ends as a failure at the
+    last recorded frame, with the reason in `planning_failure`, so one lost block costs one episode.
     Without `render` the frames carry no image (for tests and profiling of the expert alone).
     """
     rng = np.random.default_rng(seed)
@@ -76,7 +80,16 @@ def rollout_episode(
         }
         if render:
             frame["observation.image"] = render_observation(env)
-        action = demonstrator.act().astype(np.float32)
+        try:
+            action = demonstrator.act().astype(np.float32)
+        except PlanningError as error:
+            if not result.frames:  # gym-pusht starts the block >= 100 px from the walls, in reach
+                raise RuntimeError(
+                    f"The expert cannot plan the first step of the episode with seed {seed}"
+                ) from error
+            result.frames[-1]["next.done"] = np.array([True])
+            result.planning_failure = str(error)
+            break
         observation, reward, terminated, truncated, info = env.step(action)
         done = bool(terminated or truncated or step == max_steps - 1 or demonstrator.finished)
         frame["action"] = action

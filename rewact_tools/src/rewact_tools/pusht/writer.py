@@ -4,7 +4,8 @@ Besides LeRobot's own files, the dataset root gets
 - `candywrapper_plugins/episode_outcome/outcomes.json`: success / failure per episode, as
   robocandywrapper's `EpisodeOutcomePlugin` reads it;
 - `rewact_extensions/pusht_episodes.json`: how each episode was made (quality setting, seed) and
-  how it went (success, length, final and max coverage), so results can be sliced by setting.
+  how it went (success, length, final and max coverage, and `planning_failure`: why the expert
+  ended it early, or null), so results can be sliced by setting.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def _sidecar(config: GenerationConfig, results: list[EpisodeResult]) -> dict:
                 "length": result.length,
                 "final_coverage": round(result.final_coverage, 6),
                 "max_coverage": round(result.max_coverage, 6),
+                "planning_failure": result.planning_failure,
             }
             for index, result in enumerate(results)
         ],
@@ -128,7 +130,8 @@ def _sidecar(config: GenerationConfig, results: list[EpisodeResult]) -> dict:
 
 
 def summarize(results: list[EpisodeResult]) -> str:
-    """A table of episodes, success rate, mean final / max coverage and length per setting and overall."""
+    """A table of episodes, success rate, mean final / max coverage and length per setting and overall,
+    and the episodes a planning failure ended, if any."""
     groups: dict[str, list[EpisodeResult]] = {}
     for result in results:
         groups.setdefault(result.setting, []).append(result)
@@ -140,4 +143,7 @@ def summarize(results: list[EpisodeResult]) -> str:
             f"{np.mean([r.final_coverage for r in group]):>9.3f} {np.mean([r.max_coverage for r in group]):>8.3f} "
             f"{np.mean([r.length for r in group]):>7.1f}"
         )
+    failed = [index for index, result in enumerate(results) if result.planning_failure is not None]
+    if failed:
+        lines.append(f"Ended early by a planning failure (block out of reach): episodes {failed}")
     return "\n".join(lines)
