@@ -107,9 +107,12 @@ def load_trunk_weights(model: nn.Module, state_dict: dict[str, Tensor], source: 
     """Load every trunk tensor strictly: a file for another architecture fails here, naming the keys."""
     try:
         missing, unexpected = model.load_state_dict(_without_classifier(state_dict, model), strict=False)
-    except RuntimeError as error:  # shape mismatches
+    except RuntimeError as error:  # shape mismatches, one line each after a heading
+        mismatches = [line.strip() for line in str(error).splitlines()[1:]]
+        more = f" (and {len(mismatches) - 3} more)" if len(mismatches) > 3 else ""
         raise ValueError(
-            f"pretrained_backbone_weights={source!r} does not fit timm model {name!r}: {error}"
+            f"pretrained_backbone_weights={source!r} does not fit timm model {name!r}: "
+            f"{' '.join(mismatches[:3]) or error}{more}"
         ) from error
     if missing or unexpected:
         raise ValueError(
