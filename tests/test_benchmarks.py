@@ -172,3 +172,12 @@ def test_overhead_quick(tmp_path):
 def test_train_policy_rejects_an_unknown_clock():
     with pytest.raises(ValueError, match="clock='gpu'"):
         common.train_policy(None, None, None, torch.arange(3), common.TrainSettings(steps=1, clock="gpu"))
+
+
+def test_vision_encoder_quick(tmp_path):
+    output = tmp_path / "vision_encoder.json"
+    run_benchmark("bench_vision_encoder.py", "--output", str(output))
+    results = json.loads(output.read_text())
+    assert results["threads"] == 1 and set(results["scenarios"]) == {"quick_32"}
+    row = results["scenarios"]["quick_32"]
+    assert row["tokens_per_camera"] == 16 and row["train_ratio_frozen_over_trained"] > 0
