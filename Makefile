@@ -13,8 +13,8 @@ $(PY):
 
 $(STAMP): $(PY) lerobot_policy_rewact/pyproject.toml lerobot_policy_actvantage/pyproject.toml rewact_tools/pyproject.toml
 	$(PY) -m pip install --quiet \
-		-e "./lerobot_policy_rewact[test]" \
-		-e "./lerobot_policy_actvantage[test]" \
+		-e "./lerobot_policy_rewact[test,timm]" \
+		-e "./lerobot_policy_actvantage[test,timm]" \
 		-e "./rewact_tools[test,scripts]" \
 		"ruff>=0.5"
 	touch $(STAMP)
