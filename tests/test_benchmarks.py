@@ -126,22 +126,22 @@ def test_reward_model_quick(data_dir, tmp_path):
 
 
 def test_reward_model_image_runs_resume(data_dir, tmp_path):
-    """A second call with --resume keeps the runs the file holds and adds the new seed only."""
+    """A second call with --resume keeps the runs the file holds and adds the new ones only."""
     output = tmp_path / "image.json"
     common_args = ("--data-dir", str(data_dir), "--output", str(output), "--parts", "image")
     run_benchmark("bench_reward_model.py", *common_args, "--image-arms", "group_norm")
     first = json.loads(output.read_text())["image"]["arms"]["group_norm"]["seeds"]["0"]
+    arms = "group_norm,timm:resnet10t"
     run_benchmark(
-        "bench_reward_model.py",
-        *common_args,
-        "--image-arms",
-        "group_norm",
-        "--image-seeds",
-        "0,1",
-        "--resume",
+        "bench_reward_model.py", *common_args, "--image-arms", arms, "--image-seeds", "0,1", "--resume"
     )
-    runs = json.loads(output.read_text())["image"]["arms"]["group_norm"]["seeds"]
-    assert set(runs) == {"0", "1"} and runs["0"] == first
+    results = json.loads(output.read_text())["image"]["arms"]
+    assert set(results["group_norm"]["seeds"]) == {"0", "1"} and results["group_norm"]["seeds"]["0"] == first
+    assert set(results["timm:resnet10t"]["seeds"]) == {"0", "1"}
+    assert results["timm:resnet10t"]["config"] == {
+        "vision_encoder_type": "timm",
+        "vision_backbone": "resnet10t",
+    }
 
 
 def test_actvantage_vs_act_quick(data_dir, tmp_path):
