@@ -52,8 +52,8 @@ $(PY):
 $(STAMP): $(PY) Makefile lerobot_policy_rewact/pyproject.toml lerobot_policy_actvantage/pyproject.toml rewact_tools/pyproject.toml
 	$(PY) -m pip install --quiet \
 		"$(LEROBOT_REQUIREMENT)" \
-		-e "./lerobot_policy_rewact[test]" \
-		-e "./lerobot_policy_actvantage[test]" \
+		-e "./lerobot_policy_rewact[test,timm]" \
+		-e "./lerobot_policy_actvantage[test,timm]" \
 		-e "./rewact_tools[$(TOOLS_EXTRAS)]" \
 		"ruff>=0.5"
 	$(CANDYWRAPPER_INSTALL)

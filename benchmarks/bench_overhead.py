@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -58,15 +59,17 @@ def inference_step(policy, batch) -> None:
     policy.predict_action_chunk({k: v for k, v in batch.items() if k.startswith("observation.")})
 
 
-def interleaved_medians(steps: dict, repeats: int, warmup: int) -> dict[str, float]:
-    """Median seconds per call of each step function, the functions taking turns every repeat."""
+def interleaved_medians(
+    steps: dict, repeats: int, warmup: int, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, float]:
+    """Median seconds per call of each step function on `clock`, the functions taking turns every repeat."""
     times: dict[str, list[float]] = {name: [] for name in steps}
     for repeat in range(warmup + repeats):
         for name, step in steps.items():
-            start = time.perf_counter()
+            start = clock()
             step()
             if repeat >= warmup:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 

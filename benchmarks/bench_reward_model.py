@@ -14,8 +14,12 @@ successful and every 4th failed episode is held out; metrics come from
     (one_hot, two_hot, hl_gauss; 101 bins, reward_loss_weight from --reward-loss-weight) and the
     upstream-style setting (100 bins, one_hot, reward_loss_weight 0.1), same data, steps and seed.
 (b) image input (96x96 observation.image + agent position, no keypoints), from random weights:
-    VOC over training time with the ResNet trunk's BatchNorm frozen (ACT's default) vs trainable,
-    within a CPU budget per arm; a PNG learning curve.
+    held-out VOC over training time for each image arm and seed, within a fixed CPU budget per run
+    (process CPU time, so other jobs on a shared machine do not shrink it); a PNG learning curve.
+    Arms: `frozen_bn`, `batch_norm`, `group_norm` (LeRobot's torchvision ResNet18 with that
+    `backbone_norm`) and `timm:<model>` (a timm model from random weights, e.g. `timm:resnet10t`).
+    Seeds (`--image-seeds`) change initialisation and batch order; the data and split stay fixed.
+    The JSON is rewritten after every run and `--resume` skips the runs it already holds.
 
     python benchmarks/bench_reward_model.py --output benchmarks/results/reward_model.json
     python benchmarks/bench_reward_model.py --quick     # seconds; run by the test suite
@@ -24,6 +28,7 @@ successful and every 4th failed episode is held out; metrics come from
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from datetime import date
@@ -68,7 +73,8 @@ ENCODING_ARMS = {
     # RewACT's original settings.
     "upstream_style": {"value_target": "one_hot", "num_value_bins": 100, "reward_loss_weight": 0.1},
 }
-IMAGE_ARMS = ("frozen_bn", "batch_norm")
+BACKBONE_NORM_ARMS = ("frozen_bn", "batch_norm", "group_norm")
+TIMM_ARM_PREFIX = "timm:"
 
 
 class HeldOut:
@@ -133,73 +139,132 @@ def run_state_arms(args, dataset, held_out, rows, reward) -> dict:
 _VALUE_FIELDS = ("value_target", "num_value_bins", "reward_loss_weight")
 
 
-def run_image_arms(args, dataset, held_out, rows, reward) -> dict:
-    """Part (b): VOC over training time, trunk BatchNorm frozen vs trainable, from random weights."""
-    frames = load_frames(dataset, IMAGE_KEYS)
+def image_arm_overrides(arm: str) -> dict:
+    """RewACT config fields of an image arm (see the module docstring)."""
+    if arm in BACKBONE_NORM_ARMS:
+        return {"backbone_norm": arm}
+    if arm.startswith(TIMM_ARM_PREFIX) and arm[len(TIMM_ARM_PREFIX) :]:
+        return {"vision_encoder_type": "timm", "vision_backbone": arm[len(TIMM_ARM_PREFIX) :]}
+    raise ValueError(f"Unknown image arm {arm!r}: expected one of {list(BACKBONE_NORM_ARMS)} or timm:<model>")
+
+
+def run_image_arm(args, dataset, frames: Frames, held_out, rows, reward, arm: str, seed: int) -> dict:
+    """One image run: train from random weights for the CPU budget, scoring held-out episodes on the way."""
     settings = act_settings(args.quick, IMAGE_KEYS, dataset)
     # The trunk learns at the same rate as the rest: ACT's 1e-5 backbone rate is meant for pretrained weights.
     settings |= {"optimizer_lr_backbone": args.lr, "reward_loss_weight": args.reward_loss_weight}
-    results = {}
-    for norm in IMAGE_ARMS:
-        torch.manual_seed(args.seed)
-        policy, preprocessor = make_policy(settings, dataset.meta.stats, backbone_norm=norm)
-        curve: list[dict] = []
+    torch.manual_seed(seed)
+    policy, preprocessor = make_policy(settings, dataset.meta.stats, **image_arm_overrides(arm))
+    curve: list[dict] = []
 
-        def checkpoint(
-            step: int, seconds: float, policy=policy, preprocessor=preprocessor, curve=curve, norm=norm
-        ) -> None:
-            curve.append(
-                {"step": step, "train_seconds": round(seconds, 2), **held_out.score(policy, preprocessor)}
-            )
-            print(f"  {norm}: step {step} ({seconds:.0f}s) VOC {curve[-1]['voc_mean']}", flush=True)
-
-        train = train_policy(
-            policy,
-            preprocessor,
-            frames,
-            rows(frames),
-            TrainSettings(
-                steps=args.image_steps,
-                batch_size=args.image_batch_size,
-                lr=args.lr,
-                seed=args.seed,
-                time_budget_s=args.image_minutes * 60,
-            ),
-            extras={"reward": reward(frames)},
-            checkpoints=checkpoint_steps(args.image_steps),
-            on_checkpoint=checkpoint,
-            desc=f"image {norm}",
+    def checkpoint(step: int, seconds: float) -> None:
+        curve.append(
+            {"step": step, "train_seconds": round(seconds, 2), **held_out.score(policy, preprocessor)}
         )
-        results[norm] = {**train, "curve": curve, "final": curve[-1]}
-    return results
+        print(
+            f"  {arm} seed {seed}: step {step} ({seconds:.0f} CPU s) VOC {curve[-1]['voc_mean']}", flush=True
+        )
+
+    started = time.perf_counter()
+    train = train_policy(
+        policy,
+        preprocessor,
+        frames,
+        rows(frames),
+        TrainSettings(
+            steps=args.image_steps,
+            batch_size=args.image_batch_size,
+            lr=args.lr,
+            seed=seed,
+            time_budget_s=args.image_minutes * 60,
+            clock="cpu",
+            checkpoint_every_s=args.image_eval_minutes * 60 if args.image_eval_minutes else None,
+        ),
+        extras={"reward": reward(frames)},
+        checkpoints=checkpoint_steps(min(args.image_steps, FIRST_EVALUATIONS_UP_TO), count=3),
+        on_checkpoint=checkpoint,
+        desc=f"image {arm} seed {seed}",
+    )
+    return {
+        **train,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "curve": curve,
+        "final": curve[-1],
+    }
+
+
+FIRST_EVALUATIONS_UP_TO = 200
+"""Besides the timed evaluations, a few log-spaced early ones show how fast each arm starts."""
+
+
+def summarise(runs: dict[str, dict]) -> dict:
+    """Mean, min and max over seeds of the final held-out metrics of one arm."""
+    summary = {}
+    for metric in ("voc_mean", "terminal_auroc", "mae"):
+        values = [run["final"][metric] for run in runs.values() if run["final"][metric] is not None]
+        if values:
+            summary[metric] = {
+                "mean": float(np.mean(values)),
+                "min": float(np.min(values)),
+                "max": float(np.max(values)),
+            }
+    summary["seeds"] = len(runs)
+    return summary
+
+
+def run_image_arms(args, dataset, held_out, rows, reward, results: dict, save) -> None:
+    """Part (b): every arm for every seed (seed-major, so a partial run compares the arms fairly)."""
+    arms = results["image"]["arms"]
+    frames = load_frames(dataset, IMAGE_KEYS)
+    for seed in args.image_seeds:
+        for arm in args.image_arms:
+            entry = arms.setdefault(arm, {"config": image_arm_overrides(arm), "seeds": {}})
+            if str(seed) in entry["seeds"]:
+                print(f"  {arm} seed {seed}: already in {args.output}, skipped", flush=True)
+                continue
+            entry["seeds"][str(seed)] = run_image_arm(
+                args, dataset, frames, held_out, rows, reward, arm, seed
+            )
+            entry["summary"] = summarise(entry["seeds"])
+            save()
 
 
 def checkpoint_steps(steps: int, count: int = 5) -> list[int]:
     """`count` log-spaced evaluation steps up to `steps` (each evaluation runs the trunk on every
-    held-out frame, so they are few); the last step is always evaluated."""
+    held-out frame, so they are few)."""
     return sorted({int(round(step)) for step in np.geomspace(min(10, steps), steps, num=count)})
 
 
 def plot_curves(image: dict, path: Path, title: str) -> None:
+    """Held-out VOC and AUROC against CPU minutes: one line per seed, one colour per arm."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for norm, result in image.items():
-        seconds = [point["train_seconds"] / 60 for point in result["curve"]]
-        for axis, metric in zip(axes, ("voc_mean", "terminal_auroc"), strict=True):
-            values = [np.nan if point[metric] is None else point[metric] for point in result["curve"]]
-            axis.plot(seconds, values, marker="o", label=norm)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for colour, (arm, entry) in enumerate(image.items()):
+        for number, run in enumerate(entry["seeds"].values()):
+            minutes = [point["train_seconds"] / 60 for point in run["curve"]]
+            for axis, metric in zip(axes, ("voc_mean", "terminal_auroc"), strict=True):
+                values = [np.nan if point[metric] is None else point[metric] for point in run["curve"]]
+                axis.plot(
+                    minutes,
+                    values,
+                    marker="o",
+                    markersize=3,
+                    color=f"C{colour}",
+                    alpha=0.8,
+                    label=f"{arm} ({len(entry['seeds'])} seeds)" if number == 0 else None,
+                )
     for axis, metric in zip(
         axes, ("held-out VOC (successful episodes)", "terminal-success AUROC"), strict=True
     ):
         axis.axhline(0.9, color="grey", linestyle="--", linewidth=1, label="target 0.9")
-        axis.set_xlabel("training time (min, 1 CPU thread)")
+        axis.set_xlabel("training time (CPU minutes, 1 torch thread)")
         axis.set_ylabel(metric)
         axis.set_ylim(-0.5, 1.05)
-        axis.legend()
+        axis.legend(fontsize=8)
     figure.suptitle(title)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,7 +278,9 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="tiny data and model, a few steps (seconds)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned; default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset, initialisation and batch seed")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="dataset seed, and the keypoint arms' initialisation/batch seed"
+    )
     parser.add_argument(
         "--mix", default=None, help="dataset mix (default clean=40,noisy=20,detour=20,giveup=20)"
     )
@@ -234,11 +301,28 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--image-steps", type=int, default=None, help="step cap per image arm (default 5000)")
     parser.add_argument(
-        "--image-minutes", type=float, default=None, help="training-time cap per image arm (default 10)"
+        "--image-steps", type=int, default=None, help="step cap per image run (default 20000)"
+    )
+    parser.add_argument(
+        "--image-minutes", type=float, default=None, help="CPU-minute budget per image run (default 15)"
+    )
+    parser.add_argument(
+        "--image-eval-minutes",
+        type=float,
+        default=None,
+        help="score held-out episodes every N CPU minutes (3)",
     )
     parser.add_argument("--image-batch-size", type=int, default=None, help="image batch size (default 16)")
+    parser.add_argument(
+        "--image-arms",
+        default=",".join(BACKBONE_NORM_ARMS),
+        help=f"image arms: some of {','.join(BACKBONE_NORM_ARMS)} and timm:<model> (default: the three norms)",
+    )
+    parser.add_argument("--image-seeds", default="0", help="comma-separated training seeds of the image runs")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the image runs --output already holds and run the rest"
+    )
     parser.add_argument(
         "--arms", default=",".join(ENCODING_ARMS), help="keypoint arms to run (default: all four)"
     )
@@ -255,8 +339,9 @@ def parse_args() -> argparse.Namespace:
         "max_steps": 40 if quick else 300,
         "hold_out_every": 2 if quick else 4,
         "steps": 10 if quick else 3000,
-        "image_steps": 3 if quick else 5000,
-        "image_minutes": 1.0 if quick else 10.0,
+        "image_steps": 3 if quick else 20000,
+        "image_minutes": 1.0 if quick else 15.0,
+        "image_eval_minutes": 0.0 if quick else 3.0,
         "image_batch_size": 4 if quick else 16,
     }
     for name, value in defaults.items():
@@ -267,6 +352,18 @@ def parse_args() -> argparse.Namespace:
     args.arms = [arm.strip() for arm in args.arms.split(",") if arm.strip()]
     if not args.arms or any(arm not in ENCODING_ARMS for arm in args.arms):
         parser.error(f"--arms takes some of {list(ENCODING_ARMS)}, got {args.arms}")
+    args.image_arms = [arm.strip() for arm in args.image_arms.split(",") if arm.strip()]
+    for arm in args.image_arms:
+        try:
+            image_arm_overrides(arm)
+        except ValueError as error:
+            parser.error(str(error))
+    try:
+        args.image_seeds = [int(seed) for seed in args.image_seeds.split(",") if seed.strip()]
+    except ValueError:
+        parser.error(f"--image-seeds takes comma-separated integers, got {args.image_seeds!r}")
+    if args.resume and args.output is None:
+        parser.error("--resume needs --output (the results file to continue)")
     args.parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     unknown = [part for part in args.parts if part not in ("state", "image")]
     if unknown or not args.parts:
@@ -317,10 +414,20 @@ def main() -> None:
     if "image" in args.parts:
         results["image"] = {
             "step_cap": args.image_steps,
-            "minutes_cap": args.image_minutes,
+            "cpu_minutes_budget": args.image_minutes,
+            "eval_every_cpu_minutes": args.image_eval_minutes,
             "batch_size": args.image_batch_size,
+            "arms": {},
         }
-        results["image"]["arms"] = run_image_arms(args, dataset, held_out, rows, reward)
+        if args.resume and args.output.is_file():
+            results["image"]["arms"] = resumable_image_arms(args.output, results)
+
+        def save() -> None:
+            results["wall_seconds"] = round(time.perf_counter() - started, 1)
+            if args.output:
+                write_json(args.output, results)
+
+        run_image_arms(args, dataset, held_out, rows, reward, results, save)
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
     print_table(results)
     if args.output:
@@ -329,6 +436,22 @@ def main() -> None:
         plot = args.plot or args.output.with_suffix(".png")
         plot_curves(results["image"]["arms"], plot, "RewACT image reward model from random weights (CPU)")
         print(f"learning curve: {plot}")
+
+
+RESUME_KEYS = ("seed", "dataset", "labels", "reward_loss_weight", "held_out_episodes", "lr")
+
+
+def resumable_image_arms(path: Path, results: dict) -> dict:
+    """The image runs of an earlier results file, when it was made with the same data and settings."""
+    earlier = json.loads(path.read_text())
+    settings = ("step_cap", "cpu_minutes_budget", "eval_every_cpu_minutes", "batch_size")
+    mismatched = [key for key in RESUME_KEYS if earlier.get(key) != results[key]]
+    mismatched += [key for key in settings if earlier.get("image", {}).get(key) != results["image"][key]]
+    if mismatched:
+        raise SystemExit(
+            f"--resume: {path} was made with other settings ({', '.join(mismatched)}); not resuming"
+        )
+    return earlier["image"]["arms"]
 
 
 def _fmt(value) -> str:
@@ -344,8 +467,9 @@ def print_table(results: dict) -> None:
     print(f"{'arm':<26}{'steps':>7}{'train s':>9}{'VOC':>8}{'MAE':>8}{'AUROC':>8}")
     rows = [(f"state/{n}", r) for n, r in results.get("state", {}).get("arms", {}).items()]
     rows += [
-        (f"image/{n}", {**r, "metrics": r["final"]})
-        for n, r in results.get("image", {}).get("arms", {}).items()
+        (f"image/{arm} s{seed}", {**run, "metrics": run["final"]})
+        for arm, entry in results.get("image", {}).get("arms", {}).items()
+        for seed, run in entry["seeds"].items()
     ]
     for name, result in rows:
         metrics = result["metrics"]

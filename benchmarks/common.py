@@ -227,7 +227,15 @@ class TrainSettings:
     grad_clip_norm: float = 10.0
     seed: int = 0
     time_budget_s: float | None = None
-    """Stop early when training has taken this long (for CPU-budgeted learning curves)."""
+    """Stop early when training has taken this long on `clock` (for budgeted learning curves)."""
+    clock: str = "wall"
+    """`wall` (elapsed time) or `cpu` (this process's CPU time, which other jobs on a shared machine
+    do not inflate: with one torch thread it is the CPU budget the training really used)."""
+    checkpoint_every_s: float | None = None
+    """Also call `on_checkpoint` each time training time on `clock` passes a multiple of this."""
+
+
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def train_policy(
@@ -243,11 +251,17 @@ def train_policy(
 ) -> dict[str, float]:
     """Train `policy` on random batches of `rows` with AdamW; returns steps done, time and last loss.
 
-    `on_checkpoint(step, train_seconds)` runs after each step in `checkpoints` (and after the last
-    step), with the policy in training mode again afterwards; its time is not counted as training.
+    `on_checkpoint(step, train_seconds)` runs after each step in `checkpoints`, each time training
+    time passes a multiple of `settings.checkpoint_every_s`, and after the last step, with the policy
+    in training mode again afterwards; its time is not counted as training. Training time is
+    measured on `settings.clock`.
     """
     if len(rows) == 0:
         raise ValueError("train_policy got no rows to train on")
+    if settings.clock not in CLOCKS:
+        raise ValueError(f"TrainSettings.clock={settings.clock!r} is not one of {list(CLOCKS)}")
+    clock = CLOCKS[settings.clock]
+    next_timed_checkpoint = settings.checkpoint_every_s or math.inf
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
     chunk_size = policy.config.chunk_size
@@ -258,7 +272,7 @@ def train_policy(
     policy.train()
     train_seconds, loss_value, step = 0.0, math.nan, 0
     for step in tqdm(range(1, settings.steps + 1), desc=desc, unit="step", mininterval=5.0):
-        start = time.perf_counter()
+        start = clock()
         picked = rows[torch.randint(len(rows), (settings.batch_size,), generator=generator)]
         batch = preprocessor(frames.batch(picked, chunk_size, extras))
         loss, _ = policy.forward(batch)
@@ -267,9 +281,12 @@ def train_policy(
         torch.nn.utils.clip_grad_norm_(policy.parameters(), settings.grad_clip_norm)
         optimizer.step()
         loss_value = loss.item()
-        train_seconds += time.perf_counter() - start
+        train_seconds += clock() - start
         out_of_time = settings.time_budget_s is not None and train_seconds >= settings.time_budget_s
-        if on_checkpoint is not None and (step in marks or step == settings.steps or out_of_time):
+        timed = train_seconds >= next_timed_checkpoint
+        while train_seconds >= next_timed_checkpoint:
+            next_timed_checkpoint += settings.checkpoint_every_s
+        if on_checkpoint is not None and (step in marks or timed or step == settings.steps or out_of_time):
             on_checkpoint(step, train_seconds)
             policy.train()
         if out_of_time:

@@ -6,7 +6,7 @@ so a model can learn task progress from them in a few hundred steps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ def make_local_dataset(
     env_state_dim: int | None = None,
     cameras: Sequence[str] = ("observation.image",),
     image_size: tuple[int, int] = (32, 32),
+    camera_sizes: Mapping[str, tuple[int, int]] | None = None,
     fps: int = 10,
     with_next_fields: bool = False,
     tasks: Sequence[str] = ("push the block",),
@@ -31,12 +32,13 @@ def make_local_dataset(
 ) -> LeRobotDataset:
     """Write a dataset under `root` (which must not exist) and return it, finalised and reloadable.
 
-    Episode `e` uses task `tasks[e % len(tasks)]`. With `with_next_fields`, the dataset carries the
-    `next.reward`, `next.done` and `next.success` columns of the `lerobot/pusht` schema. With
-    `use_videos`, cameras are stored as MP4 files, as on the hub (and decoded with PyAV on reload).
+    Episode `e` uses task `tasks[e % len(tasks)]`. Cameras are `image_size` (height, width) unless
+    `camera_sizes` gives theirs. With `with_next_fields`, the dataset carries the `next.reward`,
+    `next.done` and `next.success` columns of the `lerobot/pusht` schema. With `use_videos`, cameras
+    are stored as MP4 files, as on the hub (and decoded with PyAV on reload).
     """
     rng = np.random.default_rng(seed)
-    height, width = image_size
+    sizes = {camera: tuple((camera_sizes or {}).get(camera, image_size)) for camera in cameras}
     features: dict[str, dict] = {"action": {"dtype": "float32", "shape": (action_dim,), "names": None}}
     if state_dim is not None:
         features["observation.state"] = {"dtype": "float32", "shape": (state_dim,), "names": None}
@@ -49,7 +51,7 @@ def make_local_dataset(
     for camera in cameras:
         features[camera] = {
             "dtype": "video" if use_videos else "image",
-            "shape": (height, width, 3),
+            "shape": (*sizes[camera], 3),
             "names": ["height", "width", "channel"],
         }
     if with_next_fields:
@@ -79,6 +81,7 @@ def make_local_dataset(
                     np.linspace(0, 1, env_state_dim) * phase + 0.02 * rng.normal(size=env_state_dim)
                 ).astype(np.float32)
             for index, camera in enumerate(cameras):
+                height, width = sizes[camera]
                 image = np.full((height, width, 3), 40 + 180 * phase, dtype=np.float32)
                 image[: int(height * phase) + 1, :, index % 3] = 250
                 item[camera] = np.clip(image + rng.normal(0, 5, image.shape), 0, 255).astype(np.uint8)

@@ -115,12 +115,33 @@ def test_reward_model_quick(data_dir, tmp_path):
     for arm in results["state"]["arms"].values():
         assert arm["steps"] == results["state"]["steps"]
         assert 0.0 <= arm["metrics"]["mae"] <= 1.0
-    assert set(results["image"]["arms"]) == {"frozen_bn", "batch_norm"}
+    assert set(results["image"]["arms"]) == {"frozen_bn", "batch_norm", "group_norm"}
     for arm in results["image"]["arms"].values():
-        steps = [point["step"] for point in arm["curve"]]
-        assert steps == sorted(set(steps)) and steps[-1] == arm["steps"]
-        assert arm["final"] == arm["curve"][-1]
+        assert set(arm["seeds"]) == {"0"} and arm["summary"]["seeds"] == 1
+        for run in arm["seeds"].values():
+            steps = [point["step"] for point in run["curve"]]
+            assert steps == sorted(set(steps)) and steps[-1] == run["steps"]
+            assert run["final"] == run["curve"][-1]
     assert output.with_suffix(".png").stat().st_size > 0
+
+
+def test_reward_model_image_runs_resume(data_dir, tmp_path):
+    """A second call with --resume keeps the runs the file holds and adds the new ones only."""
+    output = tmp_path / "image.json"
+    common_args = ("--data-dir", str(data_dir), "--output", str(output), "--parts", "image")
+    run_benchmark("bench_reward_model.py", *common_args, "--image-arms", "group_norm")
+    first = json.loads(output.read_text())["image"]["arms"]["group_norm"]["seeds"]["0"]
+    arms = "group_norm,timm:resnet10t"
+    run_benchmark(
+        "bench_reward_model.py", *common_args, "--image-arms", arms, "--image-seeds", "0,1", "--resume"
+    )
+    results = json.loads(output.read_text())["image"]["arms"]
+    assert set(results["group_norm"]["seeds"]) == {"0", "1"} and results["group_norm"]["seeds"]["0"] == first
+    assert set(results["timm:resnet10t"]["seeds"]) == {"0", "1"}
+    assert results["timm:resnet10t"]["config"] == {
+        "vision_encoder_type": "timm",
+        "vision_backbone": "resnet10t",
+    }
 
 
 def test_actvantage_vs_act_quick(data_dir, tmp_path):
@@ -146,3 +167,17 @@ def test_overhead_quick(tmp_path):
     results = json.loads(output.read_text())
     assert results["threads"] == 1
     assert results["train_ratio_rewact_over_act"] > 0 and results["inference_ratio_rewact_over_act"] > 0
+
+
+def test_train_policy_rejects_an_unknown_clock():
+    with pytest.raises(ValueError, match="clock='gpu'"):
+        common.train_policy(None, None, None, torch.arange(3), common.TrainSettings(steps=1, clock="gpu"))
+
+
+def test_vision_encoder_quick(tmp_path):
+    output = tmp_path / "vision_encoder.json"
+    run_benchmark("bench_vision_encoder.py", "--output", str(output))
+    results = json.loads(output.read_text())
+    assert results["threads"] == 1 and set(results["scenarios"]) == {"quick_32"}
+    row = results["scenarios"]["quick_32"]
+    assert row["tokens_per_camera"] == 16 and row["train_ratio_frozen_over_trained"] > 0

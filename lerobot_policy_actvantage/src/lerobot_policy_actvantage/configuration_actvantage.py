@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 
 from lerobot.configs.policies import PreTrainedConfig
-from lerobot.policies.act.configuration_act import ACTConfig
+
+from lerobot_policy_rewact.configuration_vision import ACTVisionConfig
 
 
 def check_guidance_scale(guidance_scale: float, advantage_dropout: float) -> float:
@@ -24,10 +25,11 @@ def check_guidance_scale(guidance_scale: float, advantage_dropout: float) -> flo
 
 @PreTrainedConfig.register_subclass("actvantage")
 @dataclass
-class ACTvantageConfig(ACTConfig):
+class ACTvantageConfig(ACTVisionConfig):
     """ACT's configuration plus the advantage-conditioning fields (SPEC §3.1).
 
-    Every ACT field keeps its meaning. A training frame is "positive" when its advantage is above
+    Every ACT field keeps its meaning; the vision-encoder fields (`vision_encoder_type`,
+    `freeze_vision_encoder`, `backbone_norm`, ...) are RewACT's (`ACTVisionConfig`). A training frame is "positive" when its advantage is above
     `advantage_threshold` (or given as a bool / ±1 label); with probability `advantage_dropout` the
     indicator is replaced by a learned null token, so the same network also learns the
     unconditional policy that classifier-free guidance (`guidance_scale` β ≠ 1) contrasts against.

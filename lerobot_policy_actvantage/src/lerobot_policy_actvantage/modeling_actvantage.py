@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from lerobot.policies.act.modeling_act import ACT, ACTTemporalEnsembler
+from lerobot.policies.act.modeling_act import ACTTemporalEnsembler
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE
 from torch import Tensor
@@ -28,14 +28,16 @@ from lerobot_policy_actvantage.advantage import (
 )
 from lerobot_policy_actvantage.conditioning import BatchMatchingDecoder, IndicatorConditionedEncoder
 from lerobot_policy_actvantage.configuration_actvantage import ACTvantageConfig, check_guidance_scale
+from lerobot_policy_rewact.vision_encoder import ACTWithVisionEncoder, VisionEncoderPolicyMixin
 
 # Plugin key (SPEC §4.7): frames under human control are demonstrations, hence positive.
 CONTROL_MODE_HUMAN = "control_mode_human"
 USE_ACTION_MASK = "use_action_mask"
 
 
-class ACTvantage(ACT):
-    """ACT whose transformer is conditioned on one indicator row per output sample."""
+class ACTvantage(ACTWithVisionEncoder):
+    """ACT (with RewACT's choice of vision encoder) whose transformer is conditioned on one indicator
+    row per output sample."""
 
     def __init__(self, config: ACTvantageConfig):
         super().__init__(config)
@@ -50,7 +52,7 @@ class ACTvantage(ACT):
             return super().forward(batch)
 
 
-class ACTvantagePolicy(PreTrainedPolicy):
+class ACTvantagePolicy(VisionEncoderPolicyMixin, PreTrainedPolicy):
     """ACT conditioned on a binarised advantage, with classifier-free guidance at inference."""
 
     config_class = ACTvantageConfig
@@ -86,15 +88,6 @@ class ACTvantagePolicy(PreTrainedPolicy):
         self.register_buffer(
             "advantage_episode_lookup", table.episode_index if table else None, persistent=False
         )
-
-    def get_optim_params(self) -> list[dict]:
-        backbone = [
-            p for n, p in self.named_parameters() if n.startswith("model.backbone") and p.requires_grad
-        ]
-        rest = [
-            p for n, p in self.named_parameters() if not n.startswith("model.backbone") and p.requires_grad
-        ]
-        return [{"params": rest}, {"params": backbone, "lr": self.config.optimizer_lr_backbone}]
 
     def reset(self):
         """Call whenever the environment is reset."""

@@ -2,7 +2,8 @@
 
 LeRobot's default `batch_to_transition` drops every batch key it does not know, so the advantage
 and the other per-frame plugin keys would never reach `ACTvantagePolicy.forward`. The steps
-themselves are ACT's, with their registry names, so checkpoints stay loadable by `lerobot-eval`.
+themselves are ACT's, with their registry names, so checkpoints stay loadable by `lerobot-eval`; the
+converter is RewACT's (this package depends on it).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any
 
 import torch
 from lerobot.policies.act.processor_act import make_act_pre_post_processors
-from lerobot.processor import PolicyAction, PolicyProcessorPipeline, TransitionKey, batch_to_transition
+from lerobot.processor import PolicyAction, PolicyProcessorPipeline
 from lerobot.processor.converters import transition_to_batch
 
 from lerobot_policy_actvantage.configuration_actvantage import ACTvantageConfig
+from lerobot_policy_rewact.processor_rewact import batch_to_transition_keeping
 
 # Per-frame keys written by dataset plugins that ACTvantage reads or that are worth keeping for logging.
 PLUGIN_KEYS = (
@@ -28,24 +30,6 @@ PLUGIN_KEYS = (
     "episode_outcome_mask",
     "reward",
 )
-
-
-class BatchToTransitionKeeping:
-    """`batch_to_transition` that also carries `keys` (when present) in the complementary data."""
-
-    def __init__(self, keys: Sequence[str]):
-        self.keys = tuple(dict.fromkeys(keys))
-
-    def __call__(self, batch: dict[str, Any]) -> dict:
-        transition = batch_to_transition(batch)
-        kept = {key: batch[key] for key in self.keys if key in batch}
-        if kept:
-            complementary = dict(transition.get(TransitionKey.COMPLEMENTARY_DATA) or {})
-            transition[TransitionKey.COMPLEMENTARY_DATA] = {**complementary, **kept}
-        return transition
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(keys={list(self.keys)})"
 
 
 def make_actvantage_pre_post_processors(
@@ -61,7 +45,9 @@ def make_actvantage_pre_post_processors(
     preprocessor = PolicyProcessorPipeline[dict[str, Any], dict[str, Any]](
         steps=act_preprocessor.steps,
         name=act_preprocessor.name,
-        to_transition=BatchToTransitionKeeping((config.advantage_key, *PLUGIN_KEYS, *extra_keys)),
+        to_transition=batch_to_transition_keeping(
+            dict.fromkeys((config.advantage_key, *PLUGIN_KEYS, *extra_keys))
+        ),
         to_output=transition_to_batch,
     )
     return preprocessor, postprocessor

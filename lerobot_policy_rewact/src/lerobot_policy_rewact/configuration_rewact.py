@@ -5,27 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lerobot.configs.policies import PreTrainedConfig
-from lerobot.policies.act.configuration_act import ACTConfig
+
+from lerobot_policy_rewact.configuration_vision import ACTVisionConfig, check_choice
 
 VALUE_TARGETS = ("one_hot", "two_hot", "hl_gauss")
 REWARD_SOURCES = ("auto", "dataset", "progress", "keypoints")
 VALUE_SOURCES = ("decoder_first", "encoder_mean")
-BACKBONE_NORMS = ("auto", "frozen_bn", "batch_norm", "group_norm")
-
-
-def _check_choice(field_name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"RewACTConfig.{field_name}={value!r} is not one of {list(choices)}.")
 
 
 @PreTrainedConfig.register_subclass("rewact")
 @dataclass
-class RewACTConfig(ACTConfig):
+class RewACTConfig(ACTVisionConfig):
     """ACT's configuration with the fields of the value head (SPEC §2.1).
 
-    Every ACT field keeps its meaning. The value head predicts a categorical distribution over
-    `num_value_bins` support points `linspace(value_min, value_max, num_value_bins)`; its expected
-    value is the predicted task progress.
+    Every ACT field keeps its meaning; the vision-encoder fields (`vision_encoder_type`,
+    `freeze_vision_encoder`, `backbone_norm`, ...) come from `ACTVisionConfig`. The value head
+    predicts a categorical distribution over `num_value_bins` support points
+    `linspace(value_min, value_max, num_value_bins)`; its expected value is the predicted task progress.
     """
 
     num_value_bins: int = 101
@@ -40,16 +36,14 @@ class RewACTConfig(ACTConfig):
     progress_end: float = 0.95
     proprio_dropout: float = 0.3
     value_from: str = "decoder_first"
-    backbone_norm: str = "auto"
     # Declared so that checkpoints written by newer LeRobot releases (which save it) still load.
     pretrained_revision: str | None = None
 
     def __post_init__(self):
         super().__post_init__()
-        _check_choice("value_target", self.value_target, VALUE_TARGETS)
-        _check_choice("reward_source", self.reward_source, REWARD_SOURCES)
-        _check_choice("value_from", self.value_from, VALUE_SOURCES)
-        _check_choice("backbone_norm", self.backbone_norm, BACKBONE_NORMS)
+        check_choice("RewACTConfig", "value_target", self.value_target, VALUE_TARGETS)
+        check_choice("RewACTConfig", "reward_source", self.reward_source, REWARD_SOURCES)
+        check_choice("RewACTConfig", "value_from", self.value_from, VALUE_SOURCES)
         if self.num_value_bins < 2:
             raise ValueError(f"RewACTConfig.num_value_bins must be at least 2, got {self.num_value_bins}.")
         if not self.value_max > self.value_min:
@@ -71,10 +65,3 @@ class RewACTConfig(ACTConfig):
                 "RewACTConfig needs 0 <= progress_start < progress_end <= 1, got "
                 f"progress_start={self.progress_start}, progress_end={self.progress_end}."
             )
-
-    @property
-    def resolved_backbone_norm(self) -> str:
-        """`auto` keeps frozen BatchNorm for pretrained weights and trains BatchNorm from scratch."""
-        if self.backbone_norm != "auto":
-            return self.backbone_norm
-        return "frozen_bn" if self.pretrained_backbone_weights else "batch_norm"

@@ -5,7 +5,7 @@ behaviour and cost:
 - a value head reading one transformer token (the first decoder token, or the encoder mean),
 - a learned "missing state" embedding that replaces the state token with probability
   `proprio_dropout` in training, so the value cannot be read off proprioception alone,
-- trainable normalisation in the ResNet trunk when it trains from scratch (`backbone_norm`).
+- the vision encoder of `vision_encoder.py` (ACT's ResNet with `backbone_norm`, or a timm model).
 """
 
 # No `from __future__ import annotations`: LeRobot reads the real class of `config`'s annotation.
@@ -16,15 +16,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F  # noqa: N812
 from lerobot.configs.types import FeatureType
-from lerobot.policies.act.modeling_act import ACT, ACTTemporalEnsembler
+from lerobot.policies.act.modeling_act import ACTTemporalEnsembler
 from lerobot.policies.pretrained import PreTrainedPolicy
 from lerobot.utils.constants import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE
 from torch import Tensor, nn
 
-from lerobot_policy_rewact.backbone_norm import replace_frozen_batch_norm
 from lerobot_policy_rewact.configuration_rewact import RewACTConfig
 from lerobot_policy_rewact.targets import TargetTable, build_target_table, has_keypoint_sidecar
 from lerobot_policy_rewact.value_distribution import ValueSupport
+from lerobot_policy_rewact.vision_encoder import ACTWithVisionEncoder, VisionEncoderPolicyMixin
 
 
 class StateTokenDropout(nn.Module):
@@ -44,13 +44,11 @@ class StateTokenDropout(nn.Module):
         return torch.where(dropped, self.missing_state.to(tokens.dtype), tokens)
 
 
-class RewACTModel(ACT):
+class RewACTModel(ACTWithVisionEncoder):
     """ACT plus a value head; `forward` returns `(actions, (mu, log_sigma_x2), value_logits)`."""
 
     def __init__(self, config: RewACTConfig):
         super().__init__(config)
-        if config.image_features:
-            replace_frozen_batch_norm(self.backbone, config.resolved_backbone_norm)
         if config.robot_state_feature:
             self.encoder_robot_state_input_proj = StateTokenDropout(
                 self.encoder_robot_state_input_proj, config.proprio_dropout
@@ -98,7 +96,7 @@ def restore_squeezed_dims(batch: dict[str, Any], config: RewACTConfig) -> None:
         batch[ACTION] = batch[ACTION].reshape(batch[ACTION].shape[0], -1, *config.action_feature.shape)
 
 
-class RewACTPolicy(PreTrainedPolicy):
+class RewACTPolicy(VisionEncoderPolicyMixin, PreTrainedPolicy):
     """ACT with a distributional value head predicting task progress in [value_min, value_max]."""
 
     config_class = RewACTConfig
@@ -136,15 +134,6 @@ class RewACTPolicy(PreTrainedPolicy):
                 "rewact_extensions/reward_keypoints.json; write labels first or use reward_source='progress'."
             )
         return TargetTable(build_target_table(dataset_meta, source, self.config), source)
-
-    def get_optim_params(self) -> list[dict]:
-        backbone = [
-            p for n, p in self.named_parameters() if n.startswith("model.backbone") and p.requires_grad
-        ]
-        rest = [
-            p for n, p in self.named_parameters() if not n.startswith("model.backbone") and p.requires_grad
-        ]
-        return [{"params": rest}, {"params": backbone, "lr": self.config.optimizer_lr_backbone}]
 
     def reset(self) -> None:
         """Clear the action queue (or ensembler) and the last predicted value; call on env reset."""
