@@ -18,7 +18,7 @@ else ifeq ($(LEROBOT),0.4.4)
 VENV ?= .venv-lerobot0.4.4
 PYTHON_VERSIONS := 3.11 3.10
 LEROBOT_REQUIREMENT := lerobot==0.4.4
-CANDYWRAPPER_INSTALL := true
+CANDYWRAPPER_INSTALL := @:
 TOOLS_EXTRAS := test,scripts,candywrapper
 else
 $(error LEROBOT=$(LEROBOT) is not a supported platform; use LEROBOT=0.6.1 (default) or LEROBOT=0.4.4)
