@@ -266,6 +266,16 @@ def test_an_unknown_model_name_raises(image_dataset):
         make_policy("rewact", image_dataset, vision_backbone="no_such_vit")
 
 
+def test_keyword_arguments_the_model_does_not_take_raise(image_dataset):
+    with pytest.raises(ValueError, match=r"does not take vision_encoder_kwargs=\{'no_such_argument': 1\}"):
+        make_policy(
+            "rewact",
+            image_dataset,
+            vision_backbone="resnet10t",
+            vision_encoder_kwargs={"no_such_argument": 1},
+        )
+
+
 def test_hub_weights_without_the_hub_raise_clearly(image_dataset):
     """The test suite runs offline (HF_HUB_OFFLINE=1), so nothing is downloaded."""
     with pytest.raises(OSError, match="could not fetch timm weights from the Hugging Face Hub.*local path"):

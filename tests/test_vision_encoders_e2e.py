@@ -1,4 +1,5 @@
-"""Both policies with timm encoders under stock `lerobot-train`, then `lerobot-eval` in gym-pusht.
+"""Both policies with timm encoders under stock `lerobot-train`; RewACT's checkpoint under `lerobot-eval`
+in gym-pusht (ACTvantage's camera path is the same code).
 
 The trunks start from weight files the tests write; the files are deleted before the checkpoints are
 reloaded, which therefore carry everything they need.
@@ -109,7 +110,7 @@ def test_rewact_trains_a_timm_vit_with_stock_lerobot_train_and_evaluates(pusht_d
     evaluate(checkpoint, tmp_path)
 
 
-def test_actvantage_trains_a_frozen_timm_cnn_with_stock_lerobot_train_and_evaluates(pusht_dataset, tmp_path):
+def test_actvantage_trains_a_frozen_timm_cnn_with_stock_lerobot_train(pusht_dataset, tmp_path):
     checkpoint, trunk_weights = train(
         pusht_dataset,
         tmp_path,
@@ -121,4 +122,3 @@ def test_actvantage_trains_a_frozen_timm_cnn_with_stock_lerobot_train_and_evalua
     trunk = ACTvantagePolicy.from_pretrained(checkpoint).model.backbone.trunk.model
     for key, tensor in trunk.state_dict().items():  # frozen: the checkpoint holds the file's weights
         assert torch.equal(tensor, trunk_weights[key]), key
-    evaluate(checkpoint, tmp_path)

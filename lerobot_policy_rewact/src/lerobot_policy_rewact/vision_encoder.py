@@ -134,16 +134,15 @@ def create_timm_model(name: str, kwargs: dict[str, Any]) -> nn.Module:
             f"vision_backbone={name!r} is not a timm model name (see timm.list_models(); a pretrained tag "
             "such as '.lvd142m' may follow the architecture)."
         )
-    try:
-        return timm.create_model(name, pretrained=False, num_classes=0, **{**_DYNAMIC_SIZE_KWARGS, **kwargs})
-    except TypeError:  # the architecture has fixed input sizes
-        pass
-    try:
-        return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
-    except TypeError as error:
-        raise ValueError(
-            f"timm model {name!r} does not take vision_encoder_kwargs={kwargs!r}: {error}"
-        ) from error
+    failure: TypeError | None = None
+    for size_kwargs in (_DYNAMIC_SIZE_KWARGS, {}):  # the first fails for fixed-size architectures
+        try:
+            return timm.create_model(name, pretrained=False, num_classes=0, **{**size_kwargs, **kwargs})
+        except TypeError as error:
+            failure = error
+    raise ValueError(
+        f"timm model {name!r} does not take vision_encoder_kwargs={kwargs!r}: {failure}"
+    ) from failure
 
 
 def final_feature_map(model: nn.Module, images: Tensor) -> Tensor:
