@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from rewact_tools.pusht.config import GenerationConfig, parse_mix
-from rewact_tools.pusht.quality import SETTINGS
+from rewact_tools.pusht.quality import HAND_SPEED, SETTINGS
 from rewact_tools.pusht.writer import EPISODES_SIDECAR, generate_pusht_dataset, summarize
 
 SETTINGS_HELP = """quality settings (for --mix):
@@ -71,6 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="multiplies the action noise of noisy settings (default: %(default)s)",
     )
     parser.add_argument(
+        "--hand-speed",
+        type=float,
+        default=HAND_SPEED,
+        help="largest move (px) of the commanded position per step, like a hand on a mouse; "
+        "0 gives the expert's raw, jumping commands (default: %(default)s)",
+    )
+    parser.add_argument(
         "--no-image",
         action="store_true",
         help="leave out observation.image (keypoint-only data for policies evaluated with "
@@ -97,7 +104,13 @@ def build_config(args: argparse.Namespace) -> GenerationConfig:
         raise ValueError(f"--root {args.root} already exists; choose a new folder")
     if args.image_writer_threads < 0:
         raise ValueError(f"--image-writer-threads must be non-negative, got {args.image_writer_threads}")
-    return GenerationConfig(mix=mix, seed=args.seed, max_steps=args.max_steps, noise_scale=args.noise_scale)
+    return GenerationConfig(
+        mix=mix,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        noise_scale=args.noise_scale,
+        hand_speed=args.hand_speed,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -36,8 +36,8 @@ MAX_STEPS = 40
 SEED = 1  # with this seed the clean episode succeeds within MAX_STEPS and the others fail
 OUTCOMES = Path("candywrapper_plugins/episode_outcome/outcomes.json")
 LOST_BLOCK = 198
-"""The episode of `--episodes 220 --seed 0` in which the expert squeezes the block through the left
-wall and can no longer plan (the issue's crash)."""
+"""The episode of `--episodes 220 --seed 0 --hand-speed 0` in which the expert squeezes the block
+through the left wall and can no longer plan (the issue's crash, made with the raw commands)."""
 
 
 def run_script(*args: str, hash_seed: int | None = None) -> subprocess.CompletedProcess:
@@ -241,6 +241,41 @@ def test_clean_expert_succeeds_within_budget():
     assert "observation.image" not in result.frames[0]
 
 
+@pytest.mark.parametrize("setting", ["clean", "detour"])
+def test_hand_moves_at_most_hand_speed_per_step(setting):
+    """The commanded position starts within `hand_speed` of the agent and never jumps further than
+    that from one step to the next; the raw expert's commands (hand_speed 0) do jump."""
+    hand_speed = 30.0
+    env = make_env(max_steps=150)
+    result = rollout_episode(
+        env, SETTINGS[setting], seed=3, max_steps=150, render=False, hand_speed=hand_speed
+    )
+    actions = np.stack([frame["action"] for frame in result.frames])
+    start = result.frames[0]["observation.state"]
+    assert np.linalg.norm(actions[0] - start) <= hand_speed + 1e-3
+    assert np.linalg.norm(np.diff(actions, axis=0), axis=1).max() <= hand_speed + 1e-3
+    raw = rollout_episode(env, SETTINGS[setting], seed=3, max_steps=150, render=False, hand_speed=0.0)
+    raw_actions = np.stack([frame["action"] for frame in raw.frames])
+    assert np.linalg.norm(np.diff(raw_actions, axis=0), axis=1).max() > 2 * hand_speed
+
+
+def test_default_hand_speed_keeps_the_clean_expert_successful():
+    """Over ten seeds the clean expert with the default hand speed succeeds every time, well inside
+    gym-pusht's 300 steps (it is the oracle's teacher)."""
+    env = make_env(max_steps=300)
+    results = [
+        rollout_episode(env, SETTINGS["clean"], seed=seed, max_steps=300, render=False) for seed in range(10)
+    ]
+    assert all(result.success for result in results)
+    assert max(result.length for result in results) < 200
+
+
+@pytest.mark.parametrize("hand_speed", [-1.0, float("nan")])
+def test_bad_hand_speed_is_rejected(hand_speed):
+    with pytest.raises(ValueError, match="hand_speed must be non-negative"):
+        GenerationConfig(mix={"clean": 1}, hand_speed=hand_speed)
+
+
 def test_giveup_demonstrator_ends_in_failure():
     env = make_env(max_steps=300)
     result = rollout_episode(env, SETTINGS["giveup"], seed=4, max_steps=300, render=False)
@@ -363,14 +398,16 @@ def test_planning_failure_ends_only_its_episode(tmp_path, monkeypatch):
 
 
 def test_block_pushed_out_of_the_arena_ends_its_episode(tmp_path, monkeypatch):
-    """The issue's crash, unforced: episodes 197-199 of `--episodes 220 --seed 0` are written, and the
-    one whose block the expert pushes through the wall ends as a failure with the planner's reason."""
-    plan = GenerationConfig(mix={"clean": 220}, seed=0).episode_plan()
+    """The issue's crash, unforced: episodes 197-199 of `--episodes 220 --seed 0 --hand-speed 0` are
+    written, and the one whose block the expert pushes through the wall ends as a failure with the
+    planner's reason."""
+    plan = GenerationConfig(mix={"clean": 220}, seed=0, hand_speed=0.0).episode_plan()
     monkeypatch.setattr(
         GenerationConfig, "episode_plan", lambda config: plan[LOST_BLOCK - 1 : LOST_BLOCK + 2]
     )
     root = tmp_path / "lost"
-    results = generate_pusht_dataset(root, GenerationConfig(mix={"clean": 3}), REPO_ID, with_image=False)
+    config = GenerationConfig(mix={"clean": 3}, hand_speed=0.0)
+    results = generate_pusht_dataset(root, config, REPO_ID, with_image=False)
     assert [result.seed for result in results] == [seed for _, seed in plan[LOST_BLOCK - 1 : LOST_BLOCK + 2]]
     assert results[0].planning_failure is None and results[2].planning_failure is None
     assert results[1].planning_failure.startswith("No reachable contact point around the block")
@@ -382,8 +419,9 @@ def test_block_pushed_out_of_the_arena_ends_its_episode(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_long_run_finishes_and_repeats(tmp_path):
-    """The issue's command, `--episodes 220 --no-image --seed 0`, twice in two processes: both runs
-    finish (episode 198 ends in a planning failure) and write the same files."""
+    """The issue's command, `--episodes 220 --no-image --seed 0` with the raw commands it was run with,
+    twice in two processes: both runs finish (episode 198 ends in a planning failure) and write the
+    same files."""
     roots = [tmp_path / "first", tmp_path / "second"]
     for hash_seed, root in enumerate(roots, start=1):
         result = run_script(
@@ -392,6 +430,7 @@ def test_long_run_finishes_and_repeats(tmp_path):
             "--episodes=220",
             "--seed=0",
             "--no-image",
+            "--hand-speed=0",
             hash_seed=hash_seed,
         )
         assert result.returncode == 0, result.stderr

@@ -2,7 +2,7 @@
 
 from rewact_tools.pusht.config import GenerationConfig, parse_mix
 from rewact_tools.pusht.expert import ExpertConfig, PlanningError, PushTExpert
-from rewact_tools.pusht.quality import SETTINGS, Demonstrator, QualitySetting
+from rewact_tools.pusht.quality import HAND_SPEED, SETTINGS, Demonstrator, QualitySetting
 from rewact_tools.pusht.rollout import EpisodeResult, make_env, render_observation, rollout_episode
 from rewact_tools.pusht.writer import EPISODES_SIDECAR, FEATURES, FPS, TASK, generate_pusht_dataset, summarize
 
@@ -10,6 +10,7 @@ __all__ = [
     "EPISODES_SIDECAR",
     "FEATURES",
     "FPS",
+    "HAND_SPEED",
     "SETTINGS",
     "TASK",
     "Demonstrator",

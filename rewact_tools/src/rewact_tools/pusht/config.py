@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rewact_tools.pusht.quality import SETTINGS
+from rewact_tools.pusht.quality import HAND_SPEED, SETTINGS
 
 _MIX_ITEM = re.compile(r"^\s*([A-Za-z_]+)\s*=\s*(\d+)\s*$")
 
@@ -43,6 +43,8 @@ class GenerationConfig:
     seed: int = 0
     max_steps: int = 300
     noise_scale: float = 1.0
+    hand_speed: float = HAND_SPEED
+    """Largest move (px) of the commanded position per step (0: the expert's raw commands)."""
 
     def __post_init__(self):
         unknown = [name for name in self.mix if name not in SETTINGS]
@@ -58,6 +60,8 @@ class GenerationConfig:
             raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
         if not self.noise_scale >= 0.0:
             raise ValueError(f"noise_scale must be non-negative, got {self.noise_scale}")
+        if not self.hand_speed >= 0.0:
+            raise ValueError(f"hand_speed must be non-negative (0: unlimited), got {self.hand_speed}")
 
     def episode_plan(self) -> list[tuple[str, int]]:
         """(setting, seed) per episode: settings shuffled so any index range mixes them."""

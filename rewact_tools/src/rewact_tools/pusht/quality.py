@@ -9,6 +9,10 @@ clean episodes, so each degraded setting changes what the agent does:
   knocking the block on the way;
 - `giveup`: after a random time the agent stops pushing and wanders about, and a while later the
   demonstrator stops recording: the episode ends in failure unless the block was already in place.
+
+Every demonstrator moves its hand (the commanded position) at most `hand_speed` px per step, as a
+person's mouse does: the expert's raw commands jump far ahead of the agent and from one push to the
+next, and behaviour cloning cannot imitate commands that jump (benchmarks/README.md, the oracle).
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from rewact_tools.pusht.expert import ARENA_SIZE, WORKSPACE_MARGIN, PushTExpert
+
+HAND_SPEED = 40.0
+"""Default cap (px per step) on the commanded position's move: smooth enough to imitate
+(benchmarks/README.md, the oracle) while the clean expert still succeeds in ~80 steps."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,13 @@ class Demonstrator:
         setting: QualitySetting,
         rng: np.random.Generator,
         noise_scale: float = 1.0,
+        hand_speed: float = HAND_SPEED,
     ):
+        if not hand_speed >= 0.0:
+            raise ValueError(f"hand_speed must be non-negative (0: unlimited), got {hand_speed}")
         self.expert = expert
+        self.hand_speed = hand_speed
+        self._hand: np.ndarray | None = None
         self.setting = setting
         self.rng = rng
         self._noise_std = setting.action_noise * noise_scale
@@ -98,7 +111,22 @@ class Demonstrator:
         else:
             command = self.expert.act()
         self._step += 1
-        return np.clip(command + self._next_noise(), 0.0, ARENA_SIZE)
+        return np.clip(self._move_hand(command) + self._next_noise(), 0.0, ARENA_SIZE)
+
+    def _move_hand(self, command: np.ndarray) -> np.ndarray:
+        """The hand's next position: `hand_speed` px at most from its last one towards `command`.
+
+        The hand starts where the agent is, so the first command of an episode is near the agent too.
+        """
+        if self.hand_speed == 0.0:
+            return command
+        hand = np.asarray(self.expert.env.agent.position, dtype=float) if self._hand is None else self._hand
+        move = command - hand
+        distance = float(np.linalg.norm(move))
+        if distance > self.hand_speed:
+            move *= self.hand_speed / distance
+        self._hand = hand + move
+        return self._hand
 
     def _next_noise(self) -> np.ndarray:
         if self._noise_std == 0.0:

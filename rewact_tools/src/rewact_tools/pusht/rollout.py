@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from rewact_tools.pusht.expert import PlanningError, PushTExpert
-from rewact_tools.pusht.quality import Demonstrator, QualitySetting
+from rewact_tools.pusht.quality import HAND_SPEED, Demonstrator, QualitySetting
 
 IMAGE_SIZE = 96
 """Side of `observation.image`: gym-pusht's default observation size, which is also what
@@ -60,6 +60,7 @@ def rollout_episode(
     max_steps: int,
     noise_scale: float = 1.0,
     render: bool = True,
+    hand_speed: float = HAND_SPEED,
 ) -> EpisodeResult:
     """Run one episode until success, `max_steps` or the demonstrator quits; all randomness derives from `seed`.
 
@@ -68,10 +69,11 @@ def rollout_episode(
     When the expert cannot plan a next step (`PlanningError`), the episode ends as a failure at the
     last recorded frame, with the reason in `planning_failure`, so one lost block costs one episode.
     Without `render` the frames carry no image (for tests and profiling of the expert alone).
+    `hand_speed` caps how far (px) the commanded position moves per step (0: no cap).
     """
     rng = np.random.default_rng(seed)
     observation, _ = env.reset(seed=seed)
-    demonstrator = Demonstrator(PushTExpert(env.unwrapped, rng), setting, rng, noise_scale)
+    demonstrator = Demonstrator(PushTExpert(env.unwrapped, rng), setting, rng, noise_scale, hand_speed)
     result = EpisodeResult(setting=setting.name, seed=seed)
     for step in range(max_steps):
         frame = {

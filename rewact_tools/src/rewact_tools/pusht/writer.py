@@ -87,7 +87,13 @@ def generate_pusht_dataset(
     try:
         for setting, seed in tqdm(config.episode_plan(), desc="PushT episodes", unit="episode"):
             result = rollout_episode(
-                env, SETTINGS[setting], seed, config.max_steps, config.noise_scale, render=with_image
+                env,
+                SETTINGS[setting],
+                seed,
+                config.max_steps,
+                config.noise_scale,
+                render=with_image,
+                hand_speed=config.hand_speed,
             )
             for frame in result.frames:
                 dataset.add_frame({**frame, "task": TASK})
@@ -110,6 +116,7 @@ def _sidecar(config: GenerationConfig, results: list[EpisodeResult]) -> dict:
         "seed": config.seed,
         "max_steps": config.max_steps,
         "noise_scale": config.noise_scale,
+        "hand_speed": config.hand_speed,
         "mix": dict(config.mix),
         "task": TASK,
         "settings": {name: SETTINGS[name].as_dict() for name in config.mix},
