@@ -45,6 +45,7 @@ from common import (  # noqa: E402
     DATA_DIR,
     TrainSettings,
     act_settings,
+    add_dataset_arguments,
     episode_settings,
     evaluate_pusht,
     load_frames,
@@ -183,12 +184,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--seeds", default=None, help="policy training seeds, comma-separated (default 0,1,2)"
     )
-    parser.add_argument(
-        "--mix", default=None, help="dataset mix (default clean=40,noisy=20,detour=20,giveup=20)"
-    )
-    parser.add_argument(
-        "--max-steps", type=int, default=None, help="episode step limit of the generated data"
-    )
+    add_dataset_arguments(parser, default_mix="clean=40,noisy=20,detour=20,giveup=20")
     parser.add_argument(
         "--value-steps", type=int, default=None, help="value-model training steps (default 3000)"
     )
@@ -234,7 +230,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    dataset = pusht_dataset(args.mix, args.seed, args.max_steps, args.data_dir)
+    dataset = pusht_dataset(args.mix, args.seed, args.max_steps, args.data_dir, args.hand_speed)
     outcomes = load_episode_outcomes(dataset)
     settings = episode_settings(dataset)
     frames = load_frames(dataset, KEYS)
@@ -252,6 +248,7 @@ def main() -> None:
             "mix": args.mix,
             "seed": args.seed,
             "max_steps": args.max_steps,
+            "hand_speed": args.hand_speed,
             "episodes": dataset.meta.total_episodes,
             "frames": dataset.meta.total_frames,
             "success_rate": float(np.mean([bool(o) for o in outcomes.values()])),

@@ -56,6 +56,7 @@ from common import (  # noqa: E402
     Frames,
     TrainSettings,
     act_settings,
+    add_dataset_arguments,
     held_out_split,
     load_frames,
     pusht_dataset,
@@ -281,12 +282,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--seed", type=int, default=0, help="dataset seed, and the keypoint arms' initialisation/batch seed"
     )
-    parser.add_argument(
-        "--mix", default=None, help="dataset mix (default clean=40,noisy=20,detour=20,giveup=20)"
-    )
-    parser.add_argument(
-        "--max-steps", type=int, default=None, help="episode step limit of the generated data"
-    )
+    add_dataset_arguments(parser, default_mix="clean=40,noisy=20,detour=20,giveup=20")
     parser.add_argument(
         "--hold-out-every", type=int, default=None, help="hold out every N-th success and failure (default 4)"
     )
@@ -375,7 +371,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    dataset = pusht_dataset(args.mix, args.seed, args.max_steps, args.data_dir)
+    dataset = pusht_dataset(args.mix, args.seed, args.max_steps, args.data_dir, args.hand_speed)
     outcomes = load_episode_outcomes(dataset)
     # Quick data is too short for the expert to finish, so the return scale is set by the step limit.
     returns = pistar_returns(
@@ -398,7 +394,12 @@ def main() -> None:
         "quick": args.quick,
         "threads": args.threads,
         "seed": args.seed,
-        "dataset": {"mix": args.mix, "max_steps": args.max_steps, "episodes": dataset.meta.total_episodes},
+        "dataset": {
+            "mix": args.mix,
+            "max_steps": args.max_steps,
+            "hand_speed": args.hand_speed,
+            "episodes": dataset.meta.total_episodes,
+        },
         "labels": args.labels,
         "reward_loss_weight": args.reward_loss_weight,
         "held_out_episodes": held_out_episodes,

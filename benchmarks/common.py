@@ -9,10 +9,11 @@ them (positions past the episode end repeat its last action and are flagged in `
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,14 @@ from lerobot.utils.constants import ACTION
 from tqdm.auto import tqdm
 
 from rewact_tools.lerobot_compat import dataset_to_policy_features
-from rewact_tools.pusht import EPISODES_SIDECAR, GenerationConfig, generate_pusht_dataset, make_env, parse_mix
+from rewact_tools.pusht import (
+    EPISODES_SIDECAR,
+    HAND_SPEED,
+    GenerationConfig,
+    generate_pusht_dataset,
+    make_env,
+    parse_mix,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data" / "benchmarks"
@@ -37,15 +45,38 @@ EVAL_MAX_STEPS = 300
 # Datasets
 
 
-def dataset_name(mix: str, seed: int, max_steps: int) -> str:
+def dataset_name(
+    mix: str, seed: int, max_steps: int, hand_speed: float = HAND_SPEED, with_image: bool = True
+) -> str:
     """Folder name that identifies a generated dataset by everything that determines it."""
     slug = "_".join(f"{name}{count}" for name, count in parse_mix(mix).items())
-    return f"pusht_{slug}_seed{seed}_steps{max_steps}"
+    return f"pusht_{slug}_seed{seed}_steps{max_steps}_hand{hand_speed:g}" + ("" if with_image else "_noimage")
 
 
-def pusht_dataset(mix: str, seed: int, max_steps: int, data_dir: Path = DATA_DIR) -> LeRobotDataset:
+def add_dataset_arguments(parser: argparse.ArgumentParser, default_mix: str) -> None:
+    """`--mix`, `--max-steps`, `--hand-speed`: what decides a benchmark's generated PushT data."""
+    parser.add_argument("--mix", default=None, help=f"dataset mix (default {default_mix})")
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="episode step limit of the generated data"
+    )
+    parser.add_argument(
+        "--hand-speed",
+        type=float,
+        default=HAND_SPEED,
+        help="the expert's largest command move per step, px; 0: raw commands (default %(default)s)",
+    )
+
+
+def pusht_dataset(
+    mix: str,
+    seed: int,
+    max_steps: int,
+    data_dir: Path = DATA_DIR,
+    hand_speed: float = HAND_SPEED,
+    with_image: bool = True,
+) -> LeRobotDataset:
     """The built-in PushT dataset for `mix`, generated on first use and reused afterwards."""
-    name = dataset_name(mix, seed, max_steps)
+    name = dataset_name(mix, seed, max_steps, hand_speed, with_image)
     root = Path(data_dir) / name
     if not (root / EPISODES_SIDECAR).is_file():
         if root.exists():
@@ -54,7 +85,10 @@ def pusht_dataset(mix: str, seed: int, max_steps: int, data_dir: Path = DATA_DIR
             )
         root.parent.mkdir(parents=True, exist_ok=True)
         generate_pusht_dataset(
-            root, GenerationConfig(parse_mix(mix), seed, max_steps), repo_id=f"local/{name}"
+            root,
+            GenerationConfig(parse_mix(mix), seed, max_steps, hand_speed=hand_speed),
+            repo_id=f"local/{name}",
+            with_image=with_image,
         )
     return LeRobotDataset(f"local/{name}", root=root)
 
@@ -307,26 +341,30 @@ def evaluate_pusht(
     env_batch: int = 10,
     max_steps: int = EVAL_MAX_STEPS,
     desc: str = "eval",
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Roll `policy` out in gym-pusht (keypoint + agent-position observations) for `episodes` episodes.
 
     Episodes run `env_batch` at a time so the policy sees a batch; episode i is reset with seed
-    `seed * 100_000 + i`. An episode ends at success (coverage > 0.95) or after `max_steps`; a
+    `seed * 100_000 + i`, or with `seeds[i]` when `seeds` is given (e.g. the seeds of a dataset's
+    episodes, to start from its start states; then `episodes` is `len(seeds)`). An episode ends at success (coverage > 0.95) or after `max_steps`; a
     finished env is not stepped again and its row of the batch is ignored. Returns the success
     rate, the mean over episodes of the episode's maximum coverage, and both per episode.
     """
+    reset_seeds = [seed * 100_000 + i for i in range(episodes)] if seeds is None else list(seeds)
+    episodes = len(reset_seeds)
     successes: list[bool] = []
     max_coverages: list[float] = []
     policy.eval()
     with tqdm(total=episodes, desc=desc, unit="episode") as bar:
         for first in range(0, episodes, env_batch):
-            seeds = [seed * 100_000 + i for i in range(first, min(first + env_batch, episodes))]
+            batch_seeds = reset_seeds[first : first + env_batch]
             batch_success, batch_coverage = _rollout_batch(
-                policy, preprocessor, postprocessor, seeds, max_steps
+                policy, preprocessor, postprocessor, batch_seeds, max_steps
             )
             successes += batch_success
             max_coverages += batch_coverage
-            bar.update(len(seeds))
+            bar.update(len(batch_seeds))
     return {
         "episodes": episodes,
         "success_rate": float(np.mean(successes)),

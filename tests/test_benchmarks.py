@@ -44,7 +44,10 @@ def run_benchmark(script: str, *args: str) -> None:
 
 def test_dataset_is_cached_by_name(data_dir):
     name = common.dataset_name(QUICK_MIX, QUICK_SEED, QUICK_MAX_STEPS)
-    assert name == "pusht_clean2_giveup2_seed0_steps40"
+    assert name == "pusht_clean2_giveup2_seed0_steps40_hand40"
+    assert common.dataset_name(QUICK_MIX, QUICK_SEED, QUICK_MAX_STEPS, 0.0, with_image=False) == (
+        "pusht_clean2_giveup2_seed0_steps40_hand0_noimage"
+    )
     dataset = common.pusht_dataset(QUICK_MIX, QUICK_SEED, QUICK_MAX_STEPS, data_dir)
     assert Path(dataset.root) == data_dir / name
     assert dataset.meta.total_episodes == 4
@@ -179,3 +182,24 @@ def test_vision_encoder_quick(tmp_path):
     assert results["threads"] == 1 and set(results["scenarios"]) == {"quick_32"}
     row = results["scenarios"]["quick_32"]
     assert row["tokens_per_camera"] == 16 and row["train_ratio_frozen_over_trained"] > 0
+
+
+def test_oracle_quick(tmp_path):
+    """Every arm trains, reports open-loop errors and the three rollout sets at each checkpoint."""
+    output = tmp_path / "oracle.json"
+    run_benchmark("bench_oracle.py", "--data-dir", str(tmp_path / "data"), "--output", str(output))
+    results = json.loads(output.read_text())
+    assert results["quick"] and results["threads"] == 1
+    assert set(results["arms"]) == {"raw", "raw_env_norm", "hand40", "hand20"}
+    assert [results["arms"][arm]["hand_speed"] for arm in ("raw", "hand40", "hand20")] == [0.0, 40.0, 20.0]
+    for arm in results["arms"].values():
+        assert arm["dataset"]["name"].endswith("_noimage")
+        assert [point["step"] for point in arm["curve"]] == [2, 4]
+        for point in arm["curve"]:
+            assert point["hold_position_l1_px"] > 0 and point["first_action_l1_px"] > 0
+            for rollouts in ("chunked", "ensembled", "training_starts"):
+                assert len(point[rollouts]["max_coverages"]) == results["eval_episodes"]
+    # The hand speed changes the data: commands of the capped expert stay closer to the agent.
+    hold = {arm: results["arms"][arm]["curve"][0]["hold_position_l1_px"] for arm in ("raw", "hand20")}
+    assert hold["hand20"] < hold["raw"]
+    assert output.with_suffix(".png").stat().st_size > 0
