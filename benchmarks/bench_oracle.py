@@ -11,11 +11,16 @@ demonstrations for each arm and, at every checkpoint, measures
                states, executing `n_action_steps` of each chunk and with ACT's temporal ensembling,
                and from the start states of training episodes (is failure a matter of generalising
                to new states, or of imitating at all?).
-Arms differ in the data and in normalisation only:
+Arms differ in the data, the normalisation and the model:
   raw           the expert's raw commands (hand_speed 0), LeRobot ACT's normalisation, which leaves
                 `observation.environment_state` (ENV features) in pixels
   raw_env_norm  the same data, ENV features normalised (mean/std) like the state
   hand40, hand20  the expert's commands moving at most 40 / 20 px per step, ENV normalised
+  mlp_raw, mlp_hand40  the same data as raw / hand40 (ENV normalised) for the simplest behaviour
+                cloning model, an MLP from the normalised observation to the action chunk (3 x 512
+                ReLU, L1, lr 1e-3): can the demonstrations be imitated at all, and at what cost?
+All arms share batches (256), steps, chunk (10) and executed steps (5); the ACT arms are the
+benchmarks' small ACT (dim 128, 2 encoder / 1 decoder layers, no VAE) without dropout, lr 4e-4.
 
     python benchmarks/bench_oracle.py --output benchmarks/results/oracle.json
     python benchmarks/bench_oracle.py --quick     # seconds; checks the pipeline only
@@ -27,6 +32,7 @@ import argparse
 import json
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -36,6 +42,7 @@ from lerobot.configs.types import NormalizationMode
 from lerobot.policies.act.configuration_act import ACTConfig
 from lerobot.policies.act.modeling_act import ACTPolicy
 from lerobot.policies.act.processor_act import make_act_pre_post_processors
+from lerobot.utils.constants import ACTION
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
@@ -67,6 +74,9 @@ TEMPORAL_ENSEMBLE_COEFF = 0.01
 class Arm:
     hand_speed: float
     normalize_env: bool
+    model: str = "act"
+    lr: float | None = None
+    """Learning rate of this arm (None: --lr)."""
 
 
 ARMS = {
@@ -74,14 +84,56 @@ ARMS = {
     "raw_env_norm": Arm(hand_speed=0.0, normalize_env=True),
     "hand40": Arm(hand_speed=40.0, normalize_env=True),
     "hand20": Arm(hand_speed=20.0, normalize_env=True),
+    "mlp_raw": Arm(hand_speed=0.0, normalize_env=True, model="mlp", lr=1e-3),
+    "mlp_hand40": Arm(hand_speed=40.0, normalize_env=True, model="mlp", lr=1e-3),
 }
 
 
+class ChunkMLP(torch.nn.Module):
+    """Behaviour cloning's simplest model with ACT's interface: normalised observation -> action chunk.
+
+    It reads the same normalised batch as ACT (ACT's pre-processor), is trained with the same L1 over
+    valid chunk positions, and executes `n_action_steps` of each chunk, so it differs from the ACT arms
+    in the network alone.
+    """
+
+    def __init__(self, config: ACTConfig, width: int = 512, depth: int = 3):
+        super().__init__()
+        self.config = config
+        inputs = sum(config.input_features[key].shape[0] for key in KEYS)
+        self.action_dim = config.output_features[ACTION].shape[0]
+        layers: list[torch.nn.Module] = []
+        for size in [inputs] + [width] * (depth - 1):
+            layers += [torch.nn.Linear(size, width), torch.nn.ReLU()]
+        self.net = torch.nn.Sequential(*layers, torch.nn.Linear(width, config.chunk_size * self.action_dim))
+        self._queue: deque[torch.Tensor] = deque()
+
+    def get_optim_params(self):
+        return self.parameters()
+
+    def predict_action_chunk(self, batch: dict) -> torch.Tensor:
+        features = torch.cat([batch[key] for key in KEYS], dim=-1)
+        return self.net(features).view(len(features), self.config.chunk_size, self.action_dim)
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        valid = ~batch["action_is_pad"]
+        error = (self.predict_action_chunk(batch) - batch[ACTION]).abs().mean(-1)
+        return (error * valid).sum() / valid.sum(), {}
+
+    def reset(self) -> None:
+        self._queue.clear()
+
+    def select_action(self, batch: dict) -> torch.Tensor:
+        if not self._queue:
+            self._queue.extend(self.predict_action_chunk(batch)[:, : self.config.n_action_steps].unbind(1))
+        return self._queue.popleft()
+
+
 def act_config(args, dataset, arm: Arm, **overrides) -> ACTConfig:
-    settings = act_settings(args.quick, KEYS, dataset)
+    settings = {**act_settings(args.quick, KEYS, dataset), "dropout": args.dropout}
     if arm.normalize_env:
         settings["normalization_mapping"] = ENV_NORMALIZED
-    return ACTConfig(**{**settings, **overrides}, optimizer_lr=args.lr)
+    return ACTConfig(**{**settings, **overrides}, optimizer_lr=arm.lr or args.lr)
 
 
 def open_loop_errors(policy, preprocessor, postprocessor, frames: Frames, rows: torch.Tensor) -> dict:
@@ -105,16 +157,16 @@ def open_loop_errors(policy, preprocessor, postprocessor, frames: Frames, rows: 
     }
 
 
-def closed_loop(args, policy, ensembled: ACTPolicy, preprocessor, postprocessor, train_seeds) -> dict:
-    """gym-pusht rollouts: chunked and temporally ensembled from fresh starts, chunked from training starts."""
-    ensembled.load_state_dict(policy.state_dict())
+def closed_loop(args, policy, ensembled, preprocessor, postprocessor, train_seeds) -> dict:
+    """gym-pusht rollouts: chunked from fresh and from training start states, and temporally
+    ensembled from fresh ones (ACT arms only: `ensembled` is None for the MLP)."""
     keep = ("success_rate", "mean_max_coverage", "successes", "max_coverages")
+    sets = [("chunked", policy, None), ("training_starts", policy, train_seeds)]
+    if ensembled is not None:
+        ensembled.load_state_dict(policy.state_dict())
+        sets.append(("ensembled", ensembled, None))
     results = {}
-    for name, rollout_policy, seeds in (
-        ("chunked", policy, None),
-        ("ensembled", ensembled, None),
-        ("training_starts", policy, train_seeds),
-    ):
+    for name, rollout_policy, seeds in sets:
         result = evaluate_pusht(
             rollout_policy,
             preprocessor,
@@ -143,10 +195,13 @@ def run_arm(args, name: str, arm: Arm) -> dict:
     config = act_config(args, dataset, arm)
     preprocessor, postprocessor = make_act_pre_post_processors(config, dataset.meta.stats)
     torch.manual_seed(args.train_seed)
-    policy = ACTPolicy(config)
-    ensembled = ACTPolicy(
-        act_config(args, dataset, arm, n_action_steps=1, temporal_ensemble_coeff=TEMPORAL_ENSEMBLE_COEFF)
-    )
+    if arm.model == "mlp":
+        policy, ensembled = ChunkMLP(config), None
+    else:
+        policy = ACTPolicy(config)
+        ensembled = ACTPolicy(
+            act_config(args, dataset, arm, n_action_steps=1, temporal_ensemble_coeff=TEMPORAL_ENSEMBLE_COEFF)
+        )
     curve = []
 
     def checkpoint(step: int, train_seconds: float) -> None:
@@ -158,7 +213,7 @@ def run_arm(args, name: str, arm: Arm) -> dict:
             f"{name} step {step}: open-loop L1 {point['first_action_l1_px']} px "
             f"(hold {point['hold_position_l1_px']}); coverage chunked "
             f"{point['chunked']['mean_max_coverage']:.3f}, ensembled "
-            f"{point['ensembled']['mean_max_coverage']:.3f}, training starts "
+            f"{_coverage(point, 'ensembled')}, training starts "
             f"{point['training_starts']['mean_max_coverage']:.3f}",
             flush=True,
         )
@@ -168,12 +223,16 @@ def run_arm(args, name: str, arm: Arm) -> dict:
         preprocessor,
         frames,
         train_rows,
-        TrainSettings(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.train_seed),
+        TrainSettings(
+            steps=args.steps, batch_size=args.batch_size, lr=config.optimizer_lr, seed=args.train_seed
+        ),
         checkpoints=args.checkpoints,
         on_checkpoint=checkpoint,
         desc=name,
     )
     return {
+        "model": arm.model,
+        "lr": config.optimizer_lr,
         "hand_speed": arm.hand_speed,
         "normalize_env": arm.normalize_env,
         "dataset": {"name": Path(dataset.root).name, "frames": len(frames), "held_out_episodes": held_out},
@@ -182,7 +241,7 @@ def run_arm(args, name: str, arm: Arm) -> dict:
     }
 
 
-def plot_curves(arms: dict, path: Path) -> None:
+def plot_curves(arms: dict, path: Path, batch_size: int) -> None:
     """Mean max coverage and success against training steps, one colour per arm."""
     import matplotlib
 
@@ -194,20 +253,26 @@ def plot_curves(arms: dict, path: Path) -> None:
         steps = [point["step"] for point in arm["curve"]]
         for axis, metric in zip(axes, ("mean_max_coverage", "success_rate"), strict=True):
             for mode, style in (("chunked", "-"), ("ensembled", ":")):
+                if mode not in arm["curve"][0]:
+                    continue
                 values = [point[mode][metric] for point in arm["curve"]]
                 label = f"{name} ({mode})"
                 axis.plot(steps, values, style, marker="o", markersize=3, color=f"C{colour}", label=label)
     for axis, metric, target in zip(axes, ("mean max coverage", "success rate"), (0.6, 0.25), strict=True):
         axis.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"oracle bar {target}")
-        axis.set_xlabel("training steps (batch 64)")
+        axis.set_xlabel(f"training steps (batch {batch_size})")
         axis.set_ylabel(metric)
         axis.set_ylim(0, 1)
         axis.legend(fontsize=7)
-    figure.suptitle("LeRobot ACT on clean scripted PushT demonstrations (keypoints, gym-pusht)")
+    figure.suptitle("Behaviour cloning of clean scripted PushT demonstrations (keypoints, gym-pusht)")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _coverage(point: dict, rollouts: str) -> str:
+    return f"{point[rollouts]['mean_max_coverage']:.3f}" if rollouts in point else "-"
 
 
 def print_table(arms: dict) -> None:
@@ -219,7 +284,7 @@ def print_table(arms: dict) -> None:
             print(
                 f"{name:<14}{point['step']:>7}{point['first_action_l1_px']:>8.1f}"
                 f"{point['hold_position_l1_px']:>9.1f}{point['chunked']['mean_max_coverage']:>11.3f}"
-                f"{point['ensembled']['mean_max_coverage']:>9.3f}"
+                f"{_coverage(point, 'ensembled'):>9}"
                 f"{point['training_starts']['mean_max_coverage']:>11.3f}"
                 f"{point['chunked']['success_rate']:>6.2f}"
             )
@@ -236,23 +301,36 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
     parser.add_argument("--train-seed", type=int, default=0, help="initialisation and batch-order seed")
     parser.add_argument("--max-steps", type=int, default=None, help="episode step limit (default 300)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per arm (default 12000)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per arm (default 4000)")
+    parser.add_argument("--checkpoints", default=None, help="steps to evaluate at (default 1000,2000,4000)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=4e-4, help="ACT arms' learning rate")
     parser.add_argument(
-        "--checkpoints", default=None, help="steps to evaluate at (default 1000,3000,6000,12000)"
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="ACT's transformer dropout (the benchmarks' usual 0.1 underfits)",
     )
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--hold-out-every", type=int, default=10, help="hold out every N-th episode")
     parser.add_argument("--eval-episodes", type=int, default=None, help="per rollout set (default 50)")
     parser.add_argument("--eval-seed", type=int, default=7, help="gym-pusht reset seeds of fresh starts")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--output", type=Path, default=None, help="results JSON (a PNG beside it)")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="instead of training: join the arms of these results files (runs made in parallel) into --output",
+    )
     args = parser.parse_args()
+    if args.merge and args.output is None:
+        parser.error("--merge needs --output")
     defaults = {
         "episodes": 4 if args.quick else 300,
         "max_steps": 40 if args.quick else 300,
-        "steps": 4 if args.quick else 12000,
-        "checkpoints": "2,4" if args.quick else "1000,3000,6000,12000",
+        "steps": 4 if args.quick else 4000,
+        "checkpoints": "2,4" if args.quick else "1000,2000,4000",
         "eval_episodes": 2 if args.quick else 50,
     }
     for key, value in defaults.items():
@@ -267,8 +345,28 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def merge_results(paths: list[Path], output: Path) -> dict:
+    """One results file from several runs of this benchmark with the same settings but other arms."""
+    runs = [json.loads(path.read_text()) for path in paths]
+    shared = ("quick", "episodes", "seed", "train_seed", "eval_seed", "eval_episodes", "steps", "batch_size")
+    for path, run in zip(paths[1:], runs[1:], strict=True):
+        differing = [key for key in shared if run.get(key) != runs[0].get(key)]
+        if differing:
+            raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(differing)}")
+    merged = {**runs[0], "arms": {}, "merged_from": [path.name for path in paths]}
+    for run in runs:
+        merged["arms"].update(run["arms"])
+    write_json(output, merged)
+    return merged
+
+
 def main() -> None:
     args = parse_args()
+    if args.merge:
+        results = merge_results(args.merge, args.output)
+        print_table(results["arms"])
+        plot_curves(results["arms"], args.output.with_suffix(".png"), results["batch_size"])
+        return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     results = {
@@ -284,6 +382,7 @@ def main() -> None:
         "steps": args.steps,
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "dropout": args.dropout,
         "arms": {},
     }
     for name in args.arms:
@@ -294,7 +393,7 @@ def main() -> None:
     print_table(results["arms"])
     if args.output:
         plot = args.output.with_suffix(".png")
-        plot_curves(results["arms"], plot)
+        plot_curves(results["arms"], plot, args.batch_size)
         print(f"results: {args.output}\nlearning curve: {plot}")
 
 

@@ -190,16 +190,67 @@ def test_oracle_quick(tmp_path):
     run_benchmark("bench_oracle.py", "--data-dir", str(tmp_path / "data"), "--output", str(output))
     results = json.loads(output.read_text())
     assert results["quick"] and results["threads"] == 1
-    assert set(results["arms"]) == {"raw", "raw_env_norm", "hand40", "hand20"}
+    assert set(results["arms"]) == {"raw", "raw_env_norm", "hand40", "hand20", "mlp_raw", "mlp_hand40"}
     assert [results["arms"][arm]["hand_speed"] for arm in ("raw", "hand40", "hand20")] == [0.0, 40.0, 20.0]
+    assert results["arms"]["mlp_hand40"]["dataset"] == results["arms"]["hand40"]["dataset"]
     for arm in results["arms"].values():
         assert arm["dataset"]["name"].endswith("_noimage")
         assert [point["step"] for point in arm["curve"]] == [2, 4]
+        rollout_sets = ("chunked", "training_starts") + (("ensembled",) if arm["model"] == "act" else ())
         for point in arm["curve"]:
             assert point["hold_position_l1_px"] > 0 and point["first_action_l1_px"] > 0
-            for rollouts in ("chunked", "ensembled", "training_starts"):
+            assert set(rollout_sets) <= set(point) and ("ensembled" in point) == (arm["model"] == "act")
+            for rollouts in rollout_sets:
                 assert len(point[rollouts]["max_coverages"]) == results["eval_episodes"]
     # The hand speed changes the data: commands of the capped expert stay closer to the agent.
     hold = {arm: results["arms"][arm]["curve"][0]["hold_position_l1_px"] for arm in ("raw", "hand20")}
     assert hold["hand20"] < hold["raw"]
     assert output.with_suffix(".png").stat().st_size > 0
+
+
+def test_oracle_merge_joins_parallel_runs(tmp_path):
+    """Results of runs made in parallel with other arms merge into one file and plot; runs with other
+    settings are refused."""
+    base = {"quick": True, "episodes": 4, "seed": 0, "train_seed": 0, "eval_seed": 7, "eval_episodes": 2}
+    base |= {"steps": 4, "batch_size": 256}
+    rollouts = {"mean_max_coverage": 0.1, "success_rate": 0.0}
+    point = {"step": 4, "first_action_l1_px": 9.0, "hold_position_l1_px": 20.0}
+    point |= {"chunked": rollouts, "training_starts": rollouts}
+    first, second, other = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    first.write_text(json.dumps({**base, "arms": {"raw": {"curve": [point]}}}))
+    second.write_text(json.dumps({**base, "arms": {"hand40": {"curve": [point]}}}))
+    other.write_text(json.dumps({**base, "steps": 8, "arms": {"hand20": {"curve": [point]}}}))
+    output = tmp_path / "merged.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_oracle.py"),
+            "--merge",
+            str(first),
+            str(second),
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    merged = json.loads(output.read_text())
+    assert list(merged["arms"]) == ["raw", "hand40"] and merged["merged_from"] == ["a.json", "b.json"]
+    assert output.with_suffix(".png").stat().st_size > 0
+    refused = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_oracle.py"),
+            "--merge",
+            str(first),
+            str(other),
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode != 0 and "differs" in refused.stderr and "steps" in refused.stderr
