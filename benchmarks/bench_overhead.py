@@ -105,7 +105,7 @@ def main() -> None:
         # Same trunk normalisation as ACT, so the ratio isolates the value head and state dropout.
         "rewact": RewACTPolicy(RewACTConfig(**act, backbone_norm="frozen_bn", reward_source="dataset")),
         # What RewACT uses by default without pretrained weights (trainable BatchNorm).
-        "rewact_bn": RewACTPolicy(RewACTConfig(**act, reward_source="dataset")),
+        "rewact_bn": RewACTPolicy(RewACTConfig(**act, backbone_norm="batch_norm", reward_source="dataset")),
     }
     batch = synthetic_batch(batch_size, act["chunk_size"], image_size, num_frames=1000)
     optimizers = {name: torch.optim.AdamW(p.parameters(), lr=1e-4) for name, p in policies.items()}

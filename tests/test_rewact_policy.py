@@ -72,14 +72,15 @@ def test_config_annotation_is_the_real_class():
 
 
 def test_policy_defaults():
-    """The default config builds (offline, without pretrained weights) and has the SPEC defaults."""
+    """The default config builds (offline, without pretrained weights) and has the SPEC defaults,
+    but for `backbone_norm`, which the image reward-model study settled on `frozen_bn`."""
     config = RewACTConfig(pretrained_backbone_weights=None)
     assert (config.num_value_bins, config.value_min, config.value_max) == (101, 0.0, 1.0)
     assert config.value_target == "hl_gauss" and config.hl_gauss_sigma_ratio == 0.75
     assert config.reward_loss_weight == 0.1 and config.reward_key == "reward"
     assert config.reward_source == "auto" and config.value_from == "decoder_first"
     assert (config.progress_start, config.progress_end, config.proprio_dropout) == (0.05, 0.95, 0.3)
-    assert config.backbone_norm == "auto" and config.pretrained_revision is None
+    assert config.backbone_norm == "frozen_bn" and config.pretrained_revision is None
     config.input_features = {"observation.environment_state": PolicyFeature(FeatureType.ENV, (5,))}
     config.output_features = {ACTION: PolicyFeature(FeatureType.ACTION, (3,))}
     RewACTPolicy(config)
@@ -294,11 +295,12 @@ def test_proprio_dropout_replaces_state_token_only_in_training(env_state_dataset
 
 
 def test_backbone_norm_resolution_and_layers(image_dataset):
-    assert (
-        RewACTConfig(pretrained_backbone_weights="ResNet18_Weights.IMAGENET1K_V1").resolved_backbone_norm
-        == "frozen_bn"
-    )
-    assert RewACTConfig(pretrained_backbone_weights=None).resolved_backbone_norm == "batch_norm"
+    pretrained = "ResNet18_Weights.IMAGENET1K_V1"
+    assert RewACTConfig(pretrained_backbone_weights=pretrained).resolved_backbone_norm == "frozen_bn"
+    assert RewACTConfig(pretrained_backbone_weights=None).resolved_backbone_norm == "frozen_bn"
+    auto = {"backbone_norm": "auto"}
+    assert RewACTConfig(pretrained_backbone_weights=pretrained, **auto).resolved_backbone_norm == "frozen_bn"
+    assert RewACTConfig(pretrained_backbone_weights=None, **auto).resolved_backbone_norm == "batch_norm"
     expected = {
         "auto": torch.nn.BatchNorm2d,
         "batch_norm": torch.nn.BatchNorm2d,

@@ -227,7 +227,7 @@ def test_weights_load_from_a_local_file(image_dataset, tmp_path, encoder, suffix
     trunk = feature_map_module(policy).model
     for key, tensor in trunk.state_dict().items():
         assert torch.equal(tensor, saved[key]), key
-    if encoder == "cnn":  # backbone_norm="auto" with pretrained weights: frozen BatchNorm
+    if encoder == "cnn":  # the default backbone_norm: frozen BatchNorm
         norms = [m for m in trunk.modules() if "BatchNorm" in type(m).__name__]
         assert norms and all(isinstance(m, FrozenBatchNorm2d) for m in norms)
 
