@@ -208,6 +208,11 @@ def test_oracle_quick(tmp_path):
     assert output.with_suffix(".png").stat().st_size > 0
 
 
+def merge_oracle_results(*paths: Path, output: Path) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(BENCHMARKS / "bench_oracle.py"), "--merge", *map(str, paths)]
+    return subprocess.run([*command, "--output", str(output)], capture_output=True, text=True, timeout=120)
+
+
 def test_oracle_merge_joins_parallel_runs(tmp_path):
     """Results of runs made in parallel with other arms merge into one file and plot; runs with other
     settings are refused."""
@@ -221,36 +226,10 @@ def test_oracle_merge_joins_parallel_runs(tmp_path):
     second.write_text(json.dumps({**base, "arms": {"hand40": {"curve": [point]}}}))
     other.write_text(json.dumps({**base, "steps": 8, "arms": {"hand20": {"curve": [point]}}}))
     output = tmp_path / "merged.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "bench_oracle.py"),
-            "--merge",
-            str(first),
-            str(second),
-            "--output",
-            str(output),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    completed = merge_oracle_results(first, second, output=output)
     assert completed.returncode == 0, completed.stderr[-2000:]
     merged = json.loads(output.read_text())
     assert list(merged["arms"]) == ["raw", "hand40"] and merged["merged_from"] == ["a.json", "b.json"]
     assert output.with_suffix(".png").stat().st_size > 0
-    refused = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "bench_oracle.py"),
-            "--merge",
-            str(first),
-            str(other),
-            "--output",
-            str(output),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    refused = merge_oracle_results(first, other, output=output)
     assert refused.returncode != 0 and "differs" in refused.stderr and "steps" in refused.stderr
