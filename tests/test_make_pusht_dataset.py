@@ -286,6 +286,23 @@ def test_giveup_demonstrator_ends_in_failure():
     assert bool(result.frames[-1]["next.done"][0])
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_wronggoal_demonstrator_pushes_the_block_to_its_wrong_pose_and_stops(seed):
+    """The `wronggoal` expert is as competent as the clean one, towards a goal a quarter turn off: it
+    ends its episode itself, with the block on that pose, and the episode is a failure."""
+    env = make_env(max_steps=300)
+    setting = SETTINGS["wronggoal"]
+    result = rollout_episode(env, setting, seed=seed, max_steps=300, render=False)
+    assert not result.success and result.planning_failure is None
+    assert result.length < 200  # it stopped on its own, long before the step limit
+    assert result.final_coverage < 0.5
+    block = env.unwrapped.block
+    wrong_goal = setting.goal_pose(env.unwrapped.goal_pose)
+    assert np.linalg.norm(np.asarray(block.position) - wrong_goal[:2]) < 15.0
+    assert abs(float(np.angle(np.exp(1j * (block.angle - wrong_goal[2]))))) < 0.2
+    assert bool(result.frames[-1]["next.done"][0])
+
+
 def test_images_match_lerobot_pusht_env():
     """`observation.image` is exactly what `lerobot-eval --env.type=pusht` at 96x96 gives a policy."""
     from lerobot.envs.configs import PushtEnv

@@ -153,7 +153,14 @@ class PushTExpert:
     target position. `forget_plan()` makes it plan afresh (after someone else moved the agent).
     """
 
-    def __init__(self, env: PushTEnv, rng: np.random.Generator, config: ExpertConfig | None = None):
+    def __init__(
+        self,
+        env: PushTEnv,
+        rng: np.random.Generator,
+        config: ExpertConfig | None = None,
+        goal_pose: np.ndarray | None = None,
+    ):
+        """`goal_pose` (x, y, angle) replaces the env's goal: a demonstrator who misremembers it."""
         self.env = env
         self.rng = rng
         self.config = config or ExpertConfig()
@@ -165,7 +172,7 @@ class PushTExpert:
         self._keypoints = np.array(
             [tuple(v) for shape in self._sim.block_shapes for v in shape.get_vertices()], dtype=float
         )
-        goal = np.asarray(env.goal_pose, dtype=float)
+        goal = np.asarray(env.goal_pose if goal_pose is None else goal_pose, dtype=float)
         self._goal_keypoints = _to_world(self._keypoints, goal[:2], goal[2])
         self._contacts, self._normals = self._contact_points()
         waypoint_distance = self._radius + self.config.clearance + self.config.waypoint_offset

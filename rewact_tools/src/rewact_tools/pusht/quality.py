@@ -8,7 +8,11 @@ clean episodes, so each degraded setting changes what the agent does:
 - `detour`: now and then the agent leaves for a random point in the arena and comes back, often
   knocking the block on the way;
 - `giveup`: after a random time the agent stops pushing and wanders about, and a while later the
-  demonstrator stops recording: the episode ends in failure unless the block was already in place.
+  demonstrator stops recording: the episode ends in failure unless the block was already in place;
+- `wronggoal`: a competent demonstrator who misremembers the goal: the expert pushes the T, as
+  skilfully as `clean`, to one fixed wrong pose and stops recording when it is there. Its pushes are
+  as smooth as the clean ones and just as consistent, so behaviour cloning cannot tell them apart
+  from the state and averages the two goals: the systematic failure that noise never is.
 
 Every demonstrator moves its hand (the commanded position) at most `hand_speed` px per step, as a
 person's mouse does: the expert's raw commands jump far ahead of the agent and from one push to the
@@ -26,6 +30,12 @@ from rewact_tools.pusht.expert import ARENA_SIZE, WORKSPACE_MARGIN, PushTExpert
 HAND_SPEED = 40.0
 """Default cap (px per step) on the commanded position's move: smooth enough to imitate
 (benchmarks/README.md, the oracle) while the clean expert still succeeds in ~80 steps."""
+
+
+WRONG_GOAL_OFFSET = (0.0, 0.0, float(np.pi / 2))
+"""`wronggoal`'s goal: the T in the right place, a quarter turn off (final coverage ~0.3)."""
+WRONG_GOAL_DONE_PX = 8.0
+"""Mean keypoint distance (px) at which `wronggoal` stops: about where the clean expert succeeds."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,17 @@ class QualitySetting:
     """Largest move (px) per step of an agent wandering after giving up (0: it stays still)."""
     recorded_after_give_up: tuple[int, int] | None = None
     """Inclusive range of the steps still recorded after giving up (None: until the step limit)."""
+    goal_offset: tuple[float, float, float] | None = None
+    """(dx px, dy px, d angle rad) added to the env's goal pose: the pose the expert pushes to."""
+    done_pose_error: float = 0.0
+    """With `goal_offset`: the demonstrator stops recording once the block is within this mean
+    keypoint distance (px) of its goal, as the clean expert's episode ends at success."""
+
+    def goal_pose(self, env_goal: np.ndarray) -> np.ndarray | None:
+        """The pose this setting's expert pushes to (None: the env's own goal)."""
+        if self.goal_offset is None:
+            return None
+        return np.asarray(env_goal, dtype=float) + np.asarray(self.goal_offset, dtype=float)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -59,6 +80,7 @@ SETTINGS: dict[str, QualitySetting] = {
         QualitySetting("noisy", action_noise=25.0, noise_correlation=0.7),
         QualitySetting("detour", detour_rate=0.04, detour_steps=(4, 12)),
         QualitySetting("giveup", give_up_after=(10, 50), wander_step=25.0, recorded_after_give_up=(20, 60)),
+        QualitySetting("wronggoal", goal_offset=WRONG_GOAL_OFFSET, done_pose_error=WRONG_GOAL_DONE_PX),
     )
 }
 
@@ -99,7 +121,10 @@ class Demonstrator:
 
     @property
     def finished(self) -> bool:
-        """Whether the demonstrator has ended the episode (it gave up and stopped recording)."""
+        """Whether the demonstrator has ended the episode: it gave up and stopped recording, or it
+        pushed the block to its (wrong) goal."""
+        if self.setting.goal_offset is not None and self._step > 0:
+            return self.expert.pose_error() < self.setting.done_pose_error
         return self._last_step is not None and self._step > self._last_step
 
     def act(self) -> np.ndarray:

@@ -73,7 +73,8 @@ def rollout_episode(
     """
     rng = np.random.default_rng(seed)
     observation, _ = env.reset(seed=seed)
-    demonstrator = Demonstrator(PushTExpert(env.unwrapped, rng), setting, rng, noise_scale, hand_speed)
+    expert = PushTExpert(env.unwrapped, rng, goal_pose=setting.goal_pose(env.unwrapped.goal_pose))
+    demonstrator = Demonstrator(expert, setting, rng, noise_scale, hand_speed)
     result = EpisodeResult(setting=setting.name, seed=seed)
     for step in range(max_steps):
         frame = {
