@@ -19,10 +19,12 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from rewact_tools.advantages import (
     ADVANTAGE_COLUMNS,
+    check_advantages,
     compute_advantages,
     n_step_advantage,
     read_advantages,
     task_thresholds,
+    time_baseline_advantages,
     write_advantages,
 )
 from rewact_tools.outcomes import (
@@ -216,6 +218,21 @@ def test_fixed_threshold(frames, values):
     assert table.loc[table["positive"], "index"].tolist() == [100, 102]  # the two 1/6 frames only
     table = compute_advantages(frames, values, OUTCOMES, n_steps=1, threshold=-0.65)
     assert table["positive"].sum() == 12 - 1  # all but episode 3 frame 0 (-0.7)
+
+
+def test_time_baseline_advantages_hand_example(frames):
+    """V(s_t) is the task's mean Monte-Carlo return at frame t: successes sit above it, failures below."""
+    table = time_baseline_advantages(frames, OUTCOMES, threshold=0.0)
+    assert tuple(table.columns) == ADVANTAGE_COLUMNS
+    # Task 0 returns: episode 0 [-1, -2/3, -1/3, 0], episode 1 [-2, -5/3, -4/3]; frame 3 has episode 0 only.
+    assert column(table, "value", 0) == pytest.approx([-1.5, -7 / 6, -5 / 6, 0])
+    assert column(table, "advantage", 0) == pytest.approx([0.5, 0.5, 0.5, 0])
+    assert column(table, "advantage", 1) == pytest.approx([-0.5, -0.5, -0.5])
+    # Task 1 returns: episode 2 [-1, -0.5, 0], episode 3 [-2, -1.5].
+    assert column(table, "advantage", 2) == pytest.approx([0.5, 0.5, 0])
+    assert column(table, "advantage", 3) == pytest.approx([-0.5, -0.5])
+    assert table.loc[table["positive"], "index"].tolist() == [100, 101, 102, 107, 108]
+    check_advantages(table)
 
 
 def test_thresholds_give_the_requested_fraction_per_task():

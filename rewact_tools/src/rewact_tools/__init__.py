@@ -15,6 +15,7 @@ _EXPORTS = {
         "n_step_advantage",
         "read_advantages",
         "task_thresholds",
+        "time_baseline_advantages",
         "write_advantages",
     ),
     "rewact_tools.advantage_display": ("ADVANTAGES_RELATIVE_PATH",),

@@ -104,6 +104,43 @@ def compute_advantages(
     """
     table = pistar_returns(frames, outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as)
     table["value"] = _attach_values(table, values) - 1.0
+    return _with_advantages(table, n_steps, positive_fraction, threshold)
+
+
+def time_baseline_advantages(
+    frames: pd.DataFrame,
+    outcomes: Mapping[int, bool | None],
+    *,
+    n_steps: int | None = None,
+    positive_fraction: float = 0.30,
+    threshold: float | None = None,
+    c_fail: float | Mapping[int, float] | None = None,
+    max_length: int | Mapping[int, int] | None = None,
+    unknown_as: bool | None = None,
+) -> pd.DataFrame:
+    """The advantages table of `compute_advantages` with no value model: V(s_t) is the mean true
+    (Monte-Carlo, normalised) return of the task's episodes at the same frame index t.
+
+    The advantage then says how much better this episode did from t on than the dataset's average
+    from the same time, from episode outcomes and lengths alone: what a perfect value model of a
+    time-only state would give. Benchmarks set it beside value-model advantages to separate the
+    value model's error from what advantage conditioning can do. Arguments as `compute_advantages`.
+    """
+    table = pistar_returns(frames, outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as)
+    true_returns = np.empty(len(table))
+    rewards = table["normalised_reward"].to_numpy()
+    for rows in table.groupby("episode_index").indices.values():
+        true_returns[rows], _ = n_step_advantage(rewards[rows], np.zeros(len(rows)))
+    table["value"] = (
+        pd.Series(true_returns).groupby([table["task_index"], table["frame_index"]]).transform("mean")
+    )
+    return _with_advantages(table, n_steps, positive_fraction, threshold)
+
+
+def _with_advantages(
+    table: pd.DataFrame, n_steps: int | None, positive_fraction: float, threshold: float | None
+) -> pd.DataFrame:
+    """`table` (pistar_returns' columns and `value`) with N-step `return`, `advantage` and `positive`."""
     targets = np.empty(len(table))
     for rows in table.groupby("episode_index").indices.values():
         targets[rows], _ = n_step_advantage(
