@@ -37,23 +37,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from lerobot_policy_rewact import RewACTConfig, RewACTPolicy
 from rewact_tools import (
-    compute_values,
     dataset_frames,
     load_episode_outcomes,
     make_pre_post_processors,
     pistar_returns,
     progress,
-    reward_model_metrics,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     DATA_DIR,
     Frames,
+    HeldOut,
     TrainSettings,
     act_settings,
     add_dataset_arguments,
@@ -76,26 +74,6 @@ ENCODING_ARMS = {
 }
 BACKBONE_NORM_ARMS = ("frozen_bn", "batch_norm", "group_norm")
 TIMM_ARM_PREFIX = "timm:"
-
-
-class HeldOut:
-    """Held-out episodes, their outcomes and labels: everything needed to score a value model."""
-
-    def __init__(self, dataset: LeRobotDataset, episodes: list[int], labels: pd.DataFrame, outcomes: dict):
-        self.dataset = LeRobotDataset(dataset.repo_id, root=dataset.root, episodes=episodes)
-        self.labels = labels
-        self.outcomes = {episode: outcomes[episode] for episode in episodes}
-
-    def score(self, policy: RewACTPolicy, preprocessor) -> dict:
-        values = compute_values(
-            policy, self.dataset, batch_size=256, preprocessor=preprocessor, progress=False
-        )
-        table = values.merge(self.labels, on="index", how="left", validate="one_to_one")
-        if table["label"].isna().any():
-            raise KeyError(
-                f"No label for dataset index {int(table.loc[table['label'].isna(), 'index'].iloc[0])}"
-            )
-        return reward_model_metrics(table, self.outcomes)
 
 
 def value_labels(returns: pd.DataFrame, outcomes: dict, kind: str) -> np.ndarray:

@@ -19,11 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
+from lerobot.configs.types import NormalizationMode
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.utils.constants import ACTION
 from tqdm.auto import tqdm
 
+from rewact_tools import compute_values, reward_model_metrics
 from rewact_tools.lerobot_compat import dataset_to_policy_features
 from rewact_tools.pusht import (
     EPISODES_SIDECAR,
@@ -93,6 +96,26 @@ def pusht_dataset(
     return LeRobotDataset(f"local/{name}", root=root)
 
 
+class HeldOut:
+    """Held-out episodes, their outcomes and labels: everything needed to score a value model."""
+
+    def __init__(self, dataset: LeRobotDataset, episodes: list[int], labels: pd.DataFrame, outcomes: dict):
+        self.dataset = LeRobotDataset(dataset.repo_id, root=dataset.root, episodes=episodes)
+        self.labels = labels
+        self.outcomes = {episode: outcomes[episode] for episode in episodes}
+
+    def score(self, policy: Any, preprocessor) -> dict:
+        values = compute_values(
+            policy, self.dataset, batch_size=256, preprocessor=preprocessor, progress=False
+        )
+        table = values.merge(self.labels, on="index", how="left", validate="one_to_one")
+        if table["label"].isna().any():
+            raise KeyError(
+                f"No label for dataset index {int(table.loc[table['label'].isna(), 'index'].iloc[0])}"
+            )
+        return reward_model_metrics(table, self.outcomes)
+
+
 def episode_settings(dataset: LeRobotDataset) -> dict[int, str]:
     """Quality setting (clean, noisy, ...) of every episode, from the generator's sidecar."""
     path = Path(dataset.root) / EPISODES_SIDECAR
@@ -118,6 +141,13 @@ def held_out_split(outcomes: Mapping[int, bool | None], every: int) -> tuple[lis
 # Policy settings
 
 
+ENV_NORMALIZED = {
+    "VISUAL": NormalizationMode.MEAN_STD,
+    "STATE": NormalizationMode.MEAN_STD,
+    "ENV": NormalizationMode.MEAN_STD,
+    "ACTION": NormalizationMode.MEAN_STD,
+}
+"""LeRobot ACT's normalisation plus ENV (keypoint) features, which its default leaves in pixels."""
 SMALL_ACT = {
     "dim_model": 128,
     "n_heads": 4,
@@ -130,6 +160,8 @@ SMALL_ACT = {
     "dropout": 0.1,
 }
 """A small, fast ACT: thousands of steps fit in minutes on one CPU thread (keypoint input)."""
+FAST_ACT = {"dim_model": 64, "n_heads": 2, "dim_feedforward": 256}
+"""What SMALL_ACT changes to train ~2.7x faster per step (the decoder's matmuls dominate on CPU)."""
 TINY_ACT = {
     **SMALL_ACT,
     "dim_model": 32,
@@ -267,9 +299,12 @@ class TrainSettings:
     do not inflate: with one torch thread it is the CPU budget the training really used)."""
     checkpoint_every_s: float | None = None
     """Also call `on_checkpoint` each time training time on `clock` passes a multiple of this."""
+    lr_schedule: str = "constant"
+    """`constant`, or `cosine`: the learning rate decays from `lr` to 0 over `steps` (half a cosine)."""
 
 
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def train_policy(
@@ -282,8 +317,13 @@ def train_policy(
     checkpoints: Iterable[int] = (),
     on_checkpoint: Callable[[int, float], None] | None = None,
     desc: str = "train",
+    sample_weighter: Any = None,
 ) -> dict[str, float]:
     """Train `policy` on random batches of `rows` with AdamW; returns steps done, time and last loss.
+
+    With a LeRobot 0.6 `sample_weighter` (e.g. RA-BC's), each sample's loss is weighted as
+    `lerobot-train` weights it: `(loss_i * w_i).sum() / (w.sum() + 1e-6)` over
+    `policy.forward(batch, reduction="none")`.
 
     `on_checkpoint(step, train_seconds)` runs after each step in `checkpoints`, each time training
     time passes a multiple of `settings.checkpoint_every_s`, and after the last step, with the policy
@@ -294,6 +334,8 @@ def train_policy(
         raise ValueError("train_policy got no rows to train on")
     if settings.clock not in CLOCKS:
         raise ValueError(f"TrainSettings.clock={settings.clock!r} is not one of {list(CLOCKS)}")
+    if settings.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"TrainSettings.lr_schedule={settings.lr_schedule!r} is not one of {LR_SCHEDULES}")
     clock = CLOCKS[settings.clock]
     next_timed_checkpoint = settings.checkpoint_every_s or math.inf
     generator = torch.Generator().manual_seed(settings.seed)
@@ -302,6 +344,12 @@ def train_policy(
     optimizer = torch.optim.AdamW(
         policy.get_optim_params(), lr=settings.lr, weight_decay=settings.weight_decay
     )
+    if settings.lr_schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda done: 0.5 * (1.0 + math.cos(math.pi * done / settings.steps))
+        )
+    else:
+        scheduler = None
     marks = set(checkpoints)
     policy.train()
     train_seconds, loss_value, step = 0.0, math.nan, 0
@@ -309,11 +357,18 @@ def train_policy(
         start = clock()
         picked = rows[torch.randint(len(rows), (settings.batch_size,), generator=generator)]
         batch = preprocessor(frames.batch(picked, chunk_size, extras))
-        loss, _ = policy.forward(batch)
+        if sample_weighter is None:
+            loss, _ = policy.forward(batch)
+        else:
+            weights, _ = sample_weighter.compute_batch_weights(batch)
+            per_sample, _ = policy.forward(batch, reduction="none")
+            loss = (per_sample * weights).sum() / (weights.sum() + 1e-6)
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), settings.grad_clip_norm)
         optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         loss_value = loss.item()
         train_seconds += clock() - start
         out_of_time = settings.time_budget_s is not None and train_seconds >= settings.time_budget_s
