@@ -1,29 +1,47 @@
-"""ACTvantage vs ACT on mixed-quality PushT data, rolled out in gym-pusht (SPEC §6).
+"""ACTvantage against ACT and RA-BC on mixed-quality PushT data, in closed loop (SPEC §6, issue 11).
 
-Pipeline, all on keypoint observations (16-D `observation.environment_state` + agent position):
-dataset (clean, noisy, detour and give-up demonstrations) -> RewACT value model trained on pi*0.6
-targets -> `compute_values` -> `compute_advantages` (Monte Carlo by default, 30 % positive) ->
-then, with the same small ACT settings, steps and seed:
-  act_mixed        LeRobot's ACT on every episode
-  act_clean        LeRobot's ACT on the clean episodes only (reference: what filtering by hand gives)
-  actvantage       ACTvantage on every episode, conditioned on the advantage indicator,
-                   evaluated with beta = 1 (conditional) and beta = 2 (classifier-free guidance)
-Each policy is evaluated in gym-pusht (episodes capped at 300 steps) for success rate and mean max
-coverage (the maximum coverage an episode reaches, averaged over episodes).
+Data (keypoint observations, hand speed 40): by default 240 `clean` demonstrations and 360
+`wronggoal` ones, in which an equally competent expert pushes the T to a pose a quarter turn off the
+goal. The wrong pushes are as smooth and consistent as the right ones and are the majority, so
+behaviour cloning on everything imitates mostly the wrong goal: room that advantage conditioning
+can win back. Pipeline:
+  value model   RewACT on pi*0.6 targets, trained on the train episodes; its VOC on the validation
+                episodes picks the checkpoint, and VOC / AUROC are reported on the test episodes
+  advantages    Monte Carlo, 30 % positive: from the value model (`compute_advantages`) and from
+                the true returns with a time-only baseline (`time_baseline_advantages`, no model)
+  RA-BC         the value model's progress file, weighted by LeRobot 0.6's own sample weighter
+Arms, all with the same ACT settings (`POLICY`: the fast small ACT, ENV features normalised, no
+dropout, batch 256, lr 1e-3 decayed to 0 on a cosine), steps, training seeds and evaluation seeds:
+  oracle           LeRobot's ACT on the clean episodes only
+  act_all          LeRobot's ACT on every episode
+  rabc             RewACT with reward_loss_weight=0 (an ACT that accepts `reduction="none"`) on every
+                   episode, weighted by RA-BC (LeRobot >= 0.6)
+  actvantage       ACTvantage on every episode, value-model advantages, at beta 1 and with
+                   classifier-free guidance (beta 1.5, 2)
+  actvantage_true  the same with the true-return advantages
+Each arm is evaluated in gym-pusht (300-step episodes) at every checkpoint (the learning curve) for
+success and mean max coverage; the summary gives their means over seeds x episodes with 95 %
+bootstrap intervals, and the paired difference of every arm from act_all.
 
     python benchmarks/bench_actvantage_vs_act.py --output benchmarks/results/actvantage_vs_act.json
+    python benchmarks/bench_actvantage_vs_act.py --seeds 1 --output ...seed1.json   # in parallel
+    python benchmarks/bench_actvantage_vs_act.py --merge A.json B.json --output ALL.json
     python benchmarks/bench_actvantage_vs_act.py --quick     # seconds; checks the pipeline only
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from lerobot.policies.act.configuration_act import ACTConfig
 from lerobot.policies.act.modeling_act import ACTPolicy
@@ -38,16 +56,25 @@ from rewact_tools import (
     load_episode_outcomes,
     make_pre_post_processors,
     pistar_returns,
+    progress_table,
+    time_baseline_advantages,
+    write_progress_file,
 )
+from rewact_tools.lerobot_compat import HAS_SAMPLE_WEIGHTING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     DATA_DIR,
+    ENV_NORMALIZED,
+    FAST_ACT,
+    LR_SCHEDULES,
+    HeldOut,
     TrainSettings,
     act_settings,
     add_dataset_arguments,
     episode_settings,
     evaluate_pusht,
+    held_out_split,
     load_frames,
     pusht_dataset,
     train_policy,
@@ -56,122 +83,380 @@ from common import (  # noqa: E402
 from rewact_tools.atomic import write_json
 
 KEYS = ("observation.state", "observation.environment_state")
+DEFAULT_MIX = "clean=240,wronggoal=360"
+ARMS = ("oracle", "act_all", "rabc", "actvantage", "actvantage_true")
+REFERENCE_ARM = "act_all"
+BOOTSTRAP_RESAMPLES = 4000
 
 
-def train_value_model(args, dataset, frames, returns):
-    """RewACT on pi*0.6 targets over every episode; returns the policy and its pre-processor."""
-    config = RewACTConfig(**act_settings(args.quick, KEYS, dataset), reward_source="dataset")
+def policy_settings(args, dataset) -> dict:
+    """The ACT fields every arm shares: the fast small ACT that learns PushT on CPU (bench_oracle)."""
+    settings = {**act_settings(args.quick, KEYS, dataset), "dropout": 0.0}
+    settings["normalization_mapping"] = ENV_NORMALIZED
+    return settings if args.quick else {**settings, **FAST_ACT}
+
+
+# ------------------------------------------------------------------------------------------------
+# Value model and advantages
+
+
+def train_value_model(args, dataset, frames, returns, outcomes) -> tuple[pd.DataFrame, dict]:
+    """RewACT on pi*0.6 targets; the checkpoint with the best validation VOC gives every frame's value.
+
+    Returns the values of all frames (`compute_values`' table) and the value model's report: its
+    validation curve, the chosen step and its metrics on the test episodes.
+    """
+    train_and_validation, test = held_out_split(outcomes, args.hold_out_every)
+    train, validation = held_out_split({e: outcomes[e] for e in train_and_validation}, args.hold_out_every)
+    config = RewACTConfig(
+        **{**policy_settings(args, dataset), "dropout": args.value_dropout},
+        reward_source="dataset",
+        optimizer_lr=args.value_lr,
+    )
     preprocessor, _ = make_pre_post_processors(config, dataset.meta.stats)
     torch.manual_seed(args.seed)
     policy = RewACTPolicy(config)
+    labels = returns[["index", "value_target"]].rename(columns={"value_target": "label"})
+    validation_set = HeldOut(dataset, validation, labels, outcomes)
+    curve: list[dict] = []
+    best: dict = {}
+
+    def checkpoint(step: int, seconds: float) -> None:
+        metrics = validation_set.score(policy, preprocessor)
+        curve.append({"step": step, "train_seconds": round(seconds, 1), **metrics})
+        print(f"  value model step {step}: validation VOC {metrics['voc_mean']}", flush=True)
+        if not best or _voc(metrics) > _voc(best["metrics"]):
+            best.update(
+                metrics=metrics, step=step, state={k: v.clone() for k, v in policy.state_dict().items()}
+            )
+
     reward = frames.extra_by_index(returns["index"].to_numpy(), returns["value_target"].to_numpy()).float()
     info = train_policy(
         policy,
         preprocessor,
         frames,
-        torch.arange(len(frames)),
-        TrainSettings(steps=args.value_steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed),
+        frames.rows_of(train),
+        TrainSettings(steps=args.value_steps, batch_size=args.batch_size, lr=args.value_lr, seed=args.seed),
         extras={"reward": reward},
+        checkpoints=range(args.value_eval_every, args.value_steps + 1, args.value_eval_every),
+        on_checkpoint=checkpoint,
         desc="value model",
     )
-    return policy, preprocessor, info
+    policy.load_state_dict(best.pop("state"))
+    report = {
+        **info,
+        "episodes": {"train": len(train), "validation": len(validation), "test": len(test)},
+        "chosen_step": best["step"],
+        "validation": best["metrics"],
+        "test": HeldOut(dataset, test, labels, outcomes).score(policy, preprocessor),
+        "curve": curve,
+    }
+    values = compute_values(policy, dataset, batch_size=256, preprocessor=preprocessor)
+    return values, report
 
 
-def advantage_table(args, dataset, value_policy, value_preprocessor, outcomes):
-    values = compute_values(value_policy, dataset, batch_size=256, preprocessor=value_preprocessor)
-    return compute_advantages(
-        dataset_frames(dataset),
-        values,
-        outcomes,
-        n_steps=args.n_steps,
-        positive_fraction=args.positive_fraction,
-        max_length=args.max_steps if args.quick else None,
+def _voc(metrics: dict) -> float:
+    """Validation VOC for choosing a checkpoint (none without successful episodes: the first wins)."""
+    return -np.inf if metrics["voc_mean"] is None else float(metrics["voc_mean"])
+
+
+def value_stage(args, dataset, frames, outcomes) -> tuple[pd.DataFrame, dict]:
+    """The value model's values and report, cached beside the dataset: parallel runs of other seeds
+    (and reruns) reuse them instead of training the same model again."""
+    cache = (
+        Path(dataset.root)
+        / "actvantage_bench"
+        / (
+            f"values_steps{args.value_steps}_every{args.value_eval_every}_lr{args.value_lr:g}"
+            f"_dropout{args.value_dropout:g}_batch{args.batch_size}_seed{args.seed}"
+        )
     )
+    if (cache / "report.json").is_file():
+        return pd.read_parquet(cache / "values.parquet"), json.loads((cache / "report.json").read_text())
+    returns = pistar_returns(dataset_frames(dataset), outcomes, max_length=_max_length(args))
+    values, report = train_value_model(args, dataset, frames, returns, outcomes)
+    cache.mkdir(parents=True, exist_ok=True)
+    values.to_parquet(cache / "values.parquet", index=False)
+    write_json(cache / "report.json", report)  # written last: its presence marks a complete cache
+    return values, report
 
 
-def positive_fraction_by_setting(advantages, settings: dict[int, str]) -> dict[str, float]:
-    """How often each demonstration quality was labelled positive: a check on the value model."""
+def _max_length(args) -> int | None:
+    """Quick runs' data has no success long enough to set L_max; the step limit does it then."""
+    return args.max_steps if args.quick else None
+
+
+def advantage_tables(args, dataset, values, outcomes) -> dict[str, pd.DataFrame]:
+    """Per ACTvantage arm, the advantages table it is conditioned on."""
+    frames = dataset_frames(dataset)
+    options = {
+        "n_steps": args.n_steps,
+        "positive_fraction": args.positive_fraction,
+        "max_length": _max_length(args),
+    }
+    return {
+        "actvantage": compute_advantages(frames, values, outcomes, **options),
+        "actvantage_true": time_baseline_advantages(frames, outcomes, **options),
+    }
+
+
+def positive_fraction_by_setting(advantages: pd.DataFrame, settings: dict[int, str]) -> dict[str, float]:
+    """How often each demonstration quality was labelled positive: a check on the advantages."""
     by_setting = advantages.assign(setting=advantages["episode_index"].map(settings))
     return {name: round(float(group["positive"].mean()), 3) for name, group in by_setting.groupby("setting")}
 
 
-def build_arms(args, dataset) -> dict:
-    """Fresh policies and processors of every arm, with identical ACT settings."""
-    settings = act_settings(args.quick, KEYS, dataset)
-    act_config = ACTConfig(**settings, optimizer_lr=args.lr)
-    actvantage_config = ACTvantageConfig(**settings, optimizer_lr=args.lr)
-    arms = {}
-    for name in ("act_mixed", "act_clean"):
-        torch.manual_seed(args.train_seed)
-        arms[name] = (ACTPolicy(act_config), *make_act_pre_post_processors(act_config, dataset.meta.stats))
+def rabc_weighter(values: pd.DataFrame, policy, directory: Path):
+    """LeRobot 0.6's RA-BC sample weighter over RewACT's progress, as `lerobot-train` builds it."""
+    from lerobot.utils.sample_weighting import SampleWeightingConfig, make_sample_weighter
+
+    path = write_progress_file(progress_table(values), directory / "sarm_progress.parquet", overwrite=True)
+    config = SampleWeightingConfig(type="rabc", progress_path=str(path), head_mode="rewact")
+    return make_sample_weighter(config, policy, torch.device("cpu"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Arms
+
+
+def build_arm(args, name: str, dataset, settings: dict) -> tuple:
+    """A fresh (policy, preprocessor, postprocessor) of arm `name`, seeded with the training seed."""
     torch.manual_seed(args.train_seed)
-    arms["actvantage"] = (
-        ACTvantagePolicy(actvantage_config),
-        *make_pre_post_processors(actvantage_config, dataset.meta.stats),
-    )
-    return arms
-
-
-def run_seed(args, dataset, frames, advantages, settings: dict[int, str]) -> dict:
-    """Train every arm with `args.train_seed` and evaluate it; returns metrics per evaluated arm."""
-    positive = frames.extra_by_index(advantages["index"].to_numpy(), advantages["positive"].to_numpy()).bool()
-    clean = [episode for episode, setting in settings.items() if setting == "clean"]
-    rows = {
-        "act_mixed": torch.arange(len(frames)),
-        "act_clean": frames.rows_of(clean),
-        "actvantage": torch.arange(len(frames)),
-    }
-    extras = {"actvantage": {"advantage": positive}}
-    results = {}
-    for name, (policy, preprocessor, postprocessor) in build_arms(args, dataset).items():
-        train = train_policy(
-            policy,
-            preprocessor,
-            frames,
-            rows[name],
-            TrainSettings(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.train_seed),
-            extras=extras.get(name, {}),
-            desc=f"{name} seed {args.train_seed}",
+    if name in ("oracle", "act_all"):
+        config = ACTConfig(**settings, optimizer_lr=args.lr)
+        return ACTPolicy(config), *make_act_pre_post_processors(config, dataset.meta.stats)
+    if name == "rabc":
+        config = RewACTConfig(
+            **settings, optimizer_lr=args.lr, reward_loss_weight=0.0, reward_source="dataset"
         )
-        betas = args.betas if name == "actvantage" else [None]
-        for beta in betas:
-            label = name if beta is None else f"{name}_beta{beta:g}"
+        return RewACTPolicy(config), *make_pre_post_processors(config, dataset.meta.stats)
+    config = ACTvantageConfig(**settings, optimizer_lr=args.lr)
+    return ACTvantagePolicy(config), *make_pre_post_processors(config, dataset.meta.stats)
+
+
+def run_arm(args, name: str, dataset, frames, data: dict, directory: Path) -> dict[str, dict]:
+    """Train arm `name` with `args.train_seed`, evaluating at every checkpoint; returns results per
+    evaluated variant (`actvantage_beta1.5`, ...): its learning curve and final evaluation."""
+    policy, preprocessor, postprocessor = build_arm(args, name, dataset, policy_settings(args, dataset))
+    rows = data["clean_rows"] if name == "oracle" else torch.arange(len(frames))
+    extras, weighter = {}, None
+    if name in data["advantages"]:
+        extras = {"advantage": data["advantages"][name]}
+    if name == "rabc":
+        extras = {"reward": data["value_targets"]}
+        weighter = rabc_weighter(data["values"], policy, directory)
+    betas = args.betas if name.startswith("actvantage") else [None]
+    curves: dict[str, list] = {_label(name, beta): [] for beta in betas}
+
+    def evaluate(step: int, seconds: float) -> None:
+        final = step == args.steps
+        for beta in betas if final else betas[:1]:
             if beta is not None:
                 policy.config.guidance_scale = beta
-            evaluation = evaluate_pusht(
+            result = evaluate_pusht(
                 policy,
                 preprocessor,
                 postprocessor,
                 episodes=args.eval_episodes,
-                seed=1000 + args.train_seed,
+                seed=args.eval_seed,
                 env_batch=args.env_batch,
                 max_steps=args.eval_max_steps,
-                desc=label,
+                desc=f"{_label(name, beta)} step {step}",
             )
-            results[label] = {**train, "train_frames": len(rows[name]), **evaluation}
+            curves[_label(name, beta)].append({"step": step, "train_seconds": round(seconds, 1), **result})
             print(
-                f"  seed {args.train_seed} {label}: success {evaluation['success_rate']:.2f} "
-                f"mean max coverage {evaluation['mean_max_coverage']:.3f}",
+                f"  seed {args.train_seed} {_label(name, beta)} step {step}: success "
+                f"{result['success_rate']:.2f}, mean max coverage {result['mean_max_coverage']:.3f}",
                 flush=True,
             )
-    return results
+        if betas[0] is not None:
+            policy.config.guidance_scale = betas[0]
+
+    info = train_policy(
+        policy,
+        preprocessor,
+        frames,
+        rows,
+        TrainSettings(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.train_seed,
+            lr_schedule=args.lr_schedule,
+        ),
+        extras=extras,
+        checkpoints=args.checkpoints,
+        on_checkpoint=evaluate,
+        desc=f"{name} seed {args.train_seed}",
+        sample_weighter=weighter,
+    )
+    return {
+        label: {**info, "train_frames": len(rows), "curve": curve, "final": curve[-1]}
+        for label, curve in curves.items()
+    }
 
 
-def summarise(per_seed: dict[int, dict]) -> dict:
-    """Per arm: mean and per-seed success rate and mean max coverage."""
-    arms = next(iter(per_seed.values())).keys()
+def _label(name: str, beta: float | None) -> str:
+    return name if beta is None else f"{name}_beta{beta:g}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Statistics
+
+
+def bootstrap_interval(
+    per_seed: list[np.ndarray], statistic: Callable[[list[np.ndarray]], float], rng: np.random.Generator
+) -> list[float]:
+    """95 % percentile interval of `statistic` under resampling seeds, then episodes within each seed.
+
+    `per_seed` holds one array per training seed whose rows are evaluation episodes (the same
+    episodes, in the same order, for every arm), so stacking arms as columns keeps episodes paired.
+    """
+    estimates = []
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        seeds = rng.integers(len(per_seed), size=len(per_seed))
+        sample = [per_seed[s][rng.integers(len(per_seed[s]), size=len(per_seed[s]))] for s in seeds]
+        estimates.append(statistic(sample))
+    low, high = np.percentile(estimates, [2.5, 97.5])
+    return [round(float(low), 4), round(float(high), 4)]
+
+
+def summarise(per_seed: dict[str, dict], reference: str = REFERENCE_ARM) -> dict:
+    """Per arm: mean success and mean max coverage over seeds x episodes with 95 % intervals, and
+    the paired difference from `reference` (with its interval and whether it excludes 0)."""
+    seeds = sorted(per_seed)
+    labels = list(per_seed[seeds[0]])
+    rng = np.random.default_rng(0)
+
+    def episodes(label: str, metric: str) -> list[np.ndarray]:
+        key = {"success_rate": "successes", "mean_max_coverage": "max_coverages"}[metric]
+        return [np.asarray(per_seed[seed][label]["final"][key], dtype=float) for seed in seeds]
+
+    def mean(sample: list[np.ndarray]) -> float:
+        return float(np.mean(np.concatenate(sample)))
+
     summary = {}
-    for arm in arms:
-        success = [per_seed[seed][arm]["success_rate"] for seed in per_seed]
-        coverage = [per_seed[seed][arm]["mean_max_coverage"] for seed in per_seed]
-        summary[arm] = {
-            "success_rate_mean": float(np.mean(success)),
-            "mean_max_coverage_mean": float(np.mean(coverage)),
-            "success_rate_per_seed": success,
-            "mean_max_coverage_per_seed": coverage,
-            "episodes_per_seed": per_seed[next(iter(per_seed))][arm]["episodes"],
-        }
+    for label in labels:
+        entry: dict = {"seeds": len(seeds), "episodes_per_seed": len(episodes(label, "success_rate")[0])}
+        for metric in ("success_rate", "mean_max_coverage"):
+            sample = episodes(label, metric)
+            entry[metric] = {
+                "mean": round(mean(sample), 4),
+                "ci95": bootstrap_interval(sample, mean, rng),
+                "per_seed": [round(float(np.mean(s)), 4) for s in sample],
+            }
+            if reference in labels and label != reference:
+                paired = [
+                    np.stack([a, b], axis=1) for a, b in zip(sample, episodes(reference, metric), strict=True)
+                ]
+
+                def difference(resampled: list[np.ndarray]) -> float:
+                    stacked = np.concatenate(resampled)
+                    return float(stacked[:, 0].mean() - stacked[:, 1].mean())
+
+                interval = bootstrap_interval(paired, difference, rng)
+                entry[metric]["minus_" + reference] = {
+                    "mean": round(difference(paired), 4),
+                    "ci95": interval,
+                    "larger_than_interval": bool(interval[0] > 0 or interval[1] < 0),
+                }
+        if reference in labels:
+            failures = 1.0 - entry["success_rate"]["mean"]
+            reference_failures = 1.0 - mean(episodes(reference, "success_rate"))
+            entry["failure_cut_vs_" + reference] = (
+                round(1.0 - failures / reference_failures, 4) if reference_failures > 0 else None
+            )
+        summary[label] = entry
     return summary
+
+
+# ------------------------------------------------------------------------------------------------
+# Output
+
+
+def plot_results(results: dict, path: Path) -> None:
+    """Learning curves (mean over seeds, shaded between the seeds' lowest and highest) of success and
+    mean max coverage, and the final results with their 95 % intervals, one colour per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_seed, summary = results["per_seed"], results["summary"]
+    labels = list(summary)
+    figure, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    metrics = (("mean_max_coverage", "max_coverages"), ("success_rate", "successes"))
+    for colour, label in enumerate(labels):
+        runs = [per_seed[seed][label]["curve"] for seed in per_seed]
+        steps = [point["step"] for point in runs[0]]
+        for axis, (metric, _) in zip(axes[:2], metrics, strict=True):
+            by_seed = np.array([[point[metric] for point in run] for run in runs])
+            axis.plot(steps, by_seed.mean(0), marker="o", markersize=3, color=f"C{colour}", label=label)
+            axis.fill_between(steps, by_seed.min(0), by_seed.max(0), color=f"C{colour}", alpha=0.12)
+    for axis, (metric, _) in zip(axes[:2], metrics, strict=True):
+        axis.set_xlabel(f"training steps (batch {results['batch_size']})")
+        axis.set_ylabel(f"{metric.replace('_', ' ')} (mean, band: range of {len(per_seed)} seeds)")
+        axis.set_ylim(0, 1)
+        axis.legend(fontsize=7)
+    positions = np.arange(len(labels))
+    for offset, (metric, hatch) in zip(
+        (-0.2, 0.2), (("success_rate", ""), ("mean_max_coverage", "//")), strict=True
+    ):
+        means = np.array([summary[label][metric]["mean"] for label in labels])
+        intervals = np.array([summary[label][metric]["ci95"] for label in labels])
+        axes[2].bar(
+            positions + offset,
+            means,
+            width=0.4,
+            yerr=[means - intervals[:, 0], intervals[:, 1] - means],
+            capsize=3,
+            color=[f"C{i}" for i in range(len(labels))],
+            hatch=hatch,
+            edgecolor="black",
+            label=metric.replace("_", " "),
+        )
+    axes[2].set_xticks(positions, labels, rotation=35, ha="right", fontsize=7)
+    axes[2].set_ylim(0, 1)
+    axes[2].set_title("final: plain success, hatched coverage (95 % intervals)", fontsize=9)
+    figure.suptitle(f"ACTvantage vs ACT vs RA-BC, PushT mix {results['dataset']['mix']}")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def print_table(results: dict) -> None:
+    print(
+        f"threads={results['threads']} seeds={results['seeds']} steps={results['steps']} "
+        f"eval episodes/seed={results['eval']['episodes_per_seed']} mix={results['dataset']['mix']}"
+    )
+    print(f"value model (test episodes): {results['value_model']['test']}")
+    print(f"positive fraction by setting: {results['advantage']['positive_fraction_by_setting']}")
+    print(f"{'arm':<24}{'success [95% CI]':>26}{'coverage [95% CI]':>26}{'fail cut':>10}")
+    for label, entry in results["summary"].items():
+        success, coverage = entry["success_rate"], entry["mean_max_coverage"]
+        cut = entry.get(f"failure_cut_vs_{REFERENCE_ARM}")
+        print(
+            f"{label:<24}{success['mean']:>8.3f} [{success['ci95'][0]:.3f}, {success['ci95'][1]:.3f}]"
+            f"{coverage['mean']:>10.3f} [{coverage['ci95'][0]:.3f}, {coverage['ci95'][1]:.3f}]"
+            f"{'' if cut is None else f'{cut:>10.2f}'}"
+        )
+
+
+def merge_results(paths: list[Path], output: Path) -> dict:
+    """One results file from runs of other training seeds with the same data and settings."""
+    runs = [json.loads(path.read_text()) for path in paths]
+    shared = ("quick", "dataset", "model", "steps", "batch_size", "lr", "value_model", "eval", "arms")
+    for path, run in zip(paths[1:], runs[1:], strict=True):
+        differing = [key for key in shared if run.get(key) != runs[0].get(key)]
+        if differing:
+            raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(differing)}")
+    per_seed = {seed: arms for run in runs for seed, arms in run["per_seed"].items()}
+    merged = {**runs[0], "per_seed": per_seed, "seeds": sorted(int(s) for s in per_seed)}
+    merged |= {"summary": summarise(per_seed), "merged_from": [path.name for path in paths]}
+    merged["wall_seconds"] = max(run["wall_seconds"] for run in runs)
+    write_json(output, merged)
+    return merged
 
 
 def parse_args() -> argparse.Namespace:
@@ -184,36 +469,60 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--seeds", default=None, help="policy training seeds, comma-separated (default 0,1,2)"
     )
-    add_dataset_arguments(parser, default_mix="clean=40,noisy=20,detour=20,giveup=20")
     parser.add_argument(
-        "--value-steps", type=int, default=None, help="value-model training steps (default 3000)"
+        "--arms",
+        default=None,
+        help=f"comma-separated, of {', '.join(ARMS)} (default: all; rabc needs LeRobot >= 0.6)",
+    )
+    add_dataset_arguments(parser, default_mix=DEFAULT_MIX)
+    parser.add_argument("--value-steps", type=int, default=None, help="value-model steps (default 3000)")
+    parser.add_argument("--value-eval-every", type=int, default=None, help="validation period (default 500)")
+    parser.add_argument("--value-lr", type=float, default=4e-4)
+    parser.add_argument("--value-dropout", type=float, default=0.1, help="the value model's dropout")
+    parser.add_argument(
+        "--hold-out-every", type=int, default=10, help="test and validation: every N-th episode"
     )
     parser.add_argument(
-        "--steps", type=int, default=None, help="policy training steps per arm (default 8000)"
+        "--steps", type=int, default=None, help="policy training steps per arm (default 4000)"
     )
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--checkpoints", default=None, help="steps to evaluate at (default 1000,2000,4000)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3, help="the policies' learning rate")
+    parser.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, default="cosine", help="the policies' lr schedule"
+    )
     parser.add_argument(
         "--n-steps", type=int, default=None, help="N-step advantage horizon (default: Monte Carlo)"
     )
     parser.add_argument("--positive-fraction", type=float, default=0.3)
-    parser.add_argument("--betas", default="1,2", help="ACTvantage guidance scales to evaluate")
+    parser.add_argument(
+        "--betas", default="1,1.5,2", help="ACTvantage guidance scales (the first on the curve)"
+    )
     parser.add_argument(
         "--eval-episodes", type=int, default=None, help="gym-pusht episodes per arm and seed (50)"
+    )
+    parser.add_argument(
+        "--eval-seed", type=int, default=7, help="the evaluation episodes' reset seeds (all arms)"
     )
     parser.add_argument("--eval-max-steps", type=int, default=None, help="step cap per eval episode (300)")
     parser.add_argument("--env-batch", type=int, default=10, help="envs rolled out together")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where generated datasets are cached")
-    parser.add_argument("--output", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--output", type=Path, default=None, help="results JSON (a PNG beside it)")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None, help="join these runs into --output")
     args = parser.parse_args()
+    if args.merge and args.output is None:
+        parser.error("--merge needs --output")
     defaults = {
         "seeds": "0" if args.quick else "0,1,2",
-        "mix": "clean=2,giveup=2" if args.quick else "clean=40,noisy=20,detour=20,giveup=20",
+        "mix": "clean=4,wronggoal=4" if args.quick else DEFAULT_MIX,
         "max_steps": 40 if args.quick else 300,
-        "value_steps": 5 if args.quick else 3000,
-        "steps": 5 if args.quick else 8000,
+        "value_steps": 4 if args.quick else 3000,
+        "value_eval_every": 2 if args.quick else 500,
+        "steps": 4 if args.quick else 4000,
+        "checkpoints": "2,4" if args.quick else "1000,2000,4000",
         "eval_episodes": 2 if args.quick else 50,
-        "eval_max_steps": 20 if args.quick else 300,
+        "eval_max_steps": 10 if args.quick else 300,
+        "arms": ",".join(arm for arm in ARMS if arm != "rabc" or HAS_SAMPLE_WEIGHTING),
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -221,24 +530,48 @@ def parse_args() -> argparse.Namespace:
     if args.quick:
         args.batch_size = min(args.batch_size, 8)
         args.env_batch = min(args.env_batch, 2)
-    args.seeds = [int(seed) for seed in args.seeds.split(",")]
+        args.hold_out_every = 2
+    args.seeds = [int(seed) for seed in str(args.seeds).split(",")]
     args.betas = [float(beta) for beta in args.betas.split(",")]
+    args.checkpoints = sorted({int(step) for step in str(args.checkpoints).split(",")} | {args.steps})
+    args.arms = args.arms.split(",")
+    unknown = [arm for arm in args.arms if arm not in ARMS]
+    if unknown:
+        parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
+    if "rabc" in args.arms and not HAS_SAMPLE_WEIGHTING:
+        parser.error("the rabc arm needs LeRobot >= 0.6 (sample_weighting); leave it out with --arms")
     return args
 
 
 def main() -> None:
     args = parse_args()
+    if args.merge:
+        results = merge_results(args.merge, args.output)
+        print_table(results)
+        plot_results(results, args.output.with_suffix(".png"))
+        return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    dataset = pusht_dataset(args.mix, args.seed, args.max_steps, args.data_dir, args.hand_speed)
+    dataset = pusht_dataset(
+        args.mix, args.seed, args.max_steps, args.data_dir, args.hand_speed, with_image=False
+    )
     outcomes = load_episode_outcomes(dataset)
     settings = episode_settings(dataset)
     frames = load_frames(dataset, KEYS)
-    returns = pistar_returns(
-        dataset_frames(dataset), outcomes, max_length=args.max_steps if args.quick else None
-    )
-    value_policy, value_preprocessor, value_info = train_value_model(args, dataset, frames, returns)
-    advantages = advantage_table(args, dataset, value_policy, value_preprocessor, outcomes)
+    values, value_report = value_stage(args, dataset, frames, outcomes)
+    advantages = advantage_tables(args, dataset, values, outcomes)
+    returns = pistar_returns(dataset_frames(dataset), outcomes, max_length=_max_length(args))
+    data = {
+        "clean_rows": frames.rows_of([e for e, setting in settings.items() if setting == "clean"]),
+        "advantages": {
+            name: frames.extra_by_index(table["index"].to_numpy(), table["positive"].to_numpy()).bool()
+            for name, table in advantages.items()
+        },
+        "values": values,
+        "value_targets": frames.extra_by_index(
+            returns["index"].to_numpy(), returns["value_target"].to_numpy()
+        ).float(),
+    }
     results = {
         "benchmark": "actvantage_vs_act",
         "date": date.today().isoformat(),
@@ -253,41 +586,50 @@ def main() -> None:
             "frames": dataset.meta.total_frames,
             "success_rate": float(np.mean([bool(o) for o in outcomes.values()])),
         },
-        "model": {k: v for k, v in act_settings(args.quick, KEYS, dataset).items() if "features" not in k},
+        "model": {k: v for k, v in policy_settings(args, dataset).items() if "features" not in k},
+        "arms": args.arms,
         "steps": args.steps,
         "batch_size": args.batch_size,
         "lr": args.lr,
-        "value_model": value_info,
+        "lr_schedule": args.lr_schedule,
+        "value_model": value_report,
         "advantage": {
             "n_steps": args.n_steps or "monte_carlo",
             "positive_fraction": args.positive_fraction,
-            "positive_fraction_by_setting": positive_fraction_by_setting(advantages, settings),
+            "positive_fraction_by_setting": {
+                name: positive_fraction_by_setting(table, settings) for name, table in advantages.items()
+            },
         },
-        "eval": {"episodes_per_seed": args.eval_episodes, "max_steps": args.eval_max_steps},
+        "eval": {
+            "episodes_per_seed": args.eval_episodes,
+            "seed": args.eval_seed,
+            "max_steps": args.eval_max_steps,
+        },
         "seeds_requested": args.seeds,
     }
-    per_seed: dict[int, dict] = {}
-    for seed in args.seeds:
-        args.train_seed = seed
-        per_seed[seed] = run_seed(args, dataset, frames, advantages, settings)
-        # Written after every seed, so a long run that is stopped still leaves its finished seeds.
-        results |= {"seeds": list(per_seed), "summary": summarise(per_seed), "per_seed": per_seed}
-        results["complete"] = len(per_seed) == len(args.seeds)
-        results["wall_seconds"] = round(time.perf_counter() - started, 1)
-        if args.output:
-            write_json(args.output, results)
+    per_seed: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for seed in args.seeds:
+            args.train_seed = seed
+            per_seed[str(seed)] = {}
+            for name in args.arms:
+                per_seed[str(seed)] |= run_arm(args, name, dataset, frames, data, Path(directory))
+                # Written after every arm, so a long run that is stopped keeps what it finished.
+                if args.output:
+                    write_json(args.output, {**results, "per_seed": per_seed, "complete": False})
+            results |= {
+                "seeds": [int(s) for s in per_seed],
+                "per_seed": per_seed,
+                "summary": summarise(per_seed),
+            }
+            results["complete"] = len(per_seed) == len(args.seeds)
+            results["wall_seconds"] = round(time.perf_counter() - started, 1)
+            if args.output:
+                write_json(args.output, results)
     print_table(results)
-
-
-def print_table(results: dict) -> None:
-    print(
-        f"threads={results['threads']} seeds={results['seeds']} steps={results['steps']} "
-        f"eval episodes/seed={results['eval']['episodes_per_seed']} mix={results['dataset']['mix']}"
-    )
-    print(f"positive fraction by setting: {results['advantage']['positive_fraction_by_setting']}")
-    print(f"{'arm':<20}{'success':>10}{'mean max coverage':>20}")
-    for arm, summary in results["summary"].items():
-        print(f"{arm:<20}{summary['success_rate_mean']:>10.2f}{summary['mean_max_coverage_mean']:>20.3f}")
+    if args.output:
+        plot_results(results, args.output.with_suffix(".png"))
+        print(f"results: {args.output}\nplot: {args.output.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ import pytest
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+from rewact_tools.lerobot_compat import HAS_SAMPLE_WEIGHTING
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = REPO_ROOT / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -145,21 +147,82 @@ def test_reward_model_image_runs_resume(data_dir, tmp_path):
     }
 
 
-def test_actvantage_vs_act_quick(data_dir, tmp_path):
-    output = tmp_path / "actvantage.json"
-    run_benchmark("bench_actvantage_vs_act.py", "--data-dir", str(data_dir), "--output", str(output))
-    results = json.loads(output.read_text())
-    assert results["complete"] and results["seeds"] == [0]
-    assert set(results["summary"]) == {"act_mixed", "act_clean", "actvantage_beta1", "actvantage_beta2"}
-    for arm in results["per_seed"]["0"].values():
-        assert arm["episodes"] == 2 and len(arm["max_coverages"]) == 2
-        assert 0.0 <= arm["mean_max_coverage"] <= 1.0 and 0.0 <= arm["success_rate"] <= 1.0
-    # The clean-only reference trains on the clean episodes' frames only.
-    assert (
-        results["per_seed"]["0"]["act_clean"]["train_frames"]
-        < results["per_seed"]["0"]["act_mixed"]["train_frames"]
-    )
-    assert set(results["advantage"]["positive_fraction_by_setting"]) == {"clean", "giveup"}
+def test_actvantage_vs_act_quick(tmp_path):
+    """Every arm trains on the same data and is evaluated on the same episodes at each checkpoint; the
+    value model is chosen on validation episodes and scored on test ones; two seeds run apart merge."""
+    data = str(tmp_path / "data")
+    arms = "oracle,act_all,actvantage,actvantage_true" + (",rabc" if HAS_SAMPLE_WEIGHTING else "")
+    outputs = [tmp_path / f"seed{seed}.json" for seed in (0, 1)]
+    for seed, output in enumerate(outputs):
+        run_benchmark(
+            "bench_actvantage_vs_act.py",
+            "--data-dir",
+            data,
+            "--arms",
+            arms,
+            "--seeds",
+            str(seed),
+            "--output",
+            str(output),
+        )
+    results = json.loads(outputs[0].read_text())
+    assert results["complete"] and results["seeds"] == [0] and results["threads"] == 1
+    expected = {"oracle", "act_all"} | {
+        f"{arm}_beta{beta}" for arm in ("actvantage", "actvantage_true") for beta in ("1", "1.5", "2")
+    }
+    assert set(results["summary"]) == expected | ({"rabc"} if HAS_SAMPLE_WEIGHTING else set())
+    arms_of_seed = results["per_seed"]["0"]
+    for label, arm in arms_of_seed.items():
+        # Guided variants are evaluated at the last checkpoint only; beta 1 gives the learning curve.
+        steps = [4] if label.endswith(("_beta1.5", "_beta2")) else [2, 4]
+        assert [point["step"] for point in arm["curve"]] == steps and arm["final"] == arm["curve"][-1]
+        assert arm["final"]["episodes"] == 2 and len(arm["final"]["max_coverages"]) == 2
+    assert arms_of_seed["oracle"]["train_frames"] < arms_of_seed["act_all"]["train_frames"]
+    value = results["value_model"]
+    assert value["chosen_step"] in [point["step"] for point in value["curve"]]
+    assert value["episodes"]["test"] > 0 and value["episodes"]["validation"] > 0
+    assert set(results["advantage"]["positive_fraction_by_setting"]["actvantage"]) == {"clean", "wronggoal"}
+    # The second seed reused the cached value model, so both runs share it and merge.
+    merged_path = tmp_path / "merged.json"
+    command = [sys.executable, str(BENCHMARKS / "bench_actvantage_vs_act.py"), "--merge", *map(str, outputs)]
+    subprocess.run([*command, "--output", str(merged_path)], check=True, capture_output=True, timeout=120)
+    merged = json.loads(merged_path.read_text())
+    assert merged["seeds"] == [0, 1] and merged["summary"]["act_all"]["seeds"] == 2
+    assert merged["value_model"] == json.loads(outputs[1].read_text())["value_model"]
+    assert merged_path.with_suffix(".png").stat().st_size > 0
+
+
+def test_actvantage_summary_intervals_and_paired_differences():
+    """Means pool seeds x episodes; an arm that always succeeds where the reference always fails
+    differs by more than its interval, and identical or nearly identical arms do not."""
+    import bench_actvantage_vs_act as bench
+
+    def run(successes, coverages):
+        return {"final": {"successes": successes, "max_coverages": coverages}}
+
+    per_seed = {
+        seed: {
+            "act_all": run([False] * 10, [0.3] * 10),
+            "better": run([True] * 10, [1.0] * 10),
+            "same": run([False] * 10, [0.3] * 10),
+            "close": run([seed == "0"] + [False] * 9, [0.3] * 10),
+        }
+        for seed in ("0", "1", "2")
+    }
+    summary = bench.summarise(per_seed)
+    assert summary["better"]["success_rate"]["mean"] == 1.0
+    assert summary["better"]["success_rate"]["minus_act_all"]["larger_than_interval"]
+    assert summary["better"]["failure_cut_vs_act_all"] == 1.0
+    assert summary["same"]["mean_max_coverage"]["minus_act_all"] == {
+        "mean": 0.0,
+        "ci95": [0.0, 0.0],
+        "larger_than_interval": False,
+    }
+    assert summary["act_all"]["success_rate"]["ci95"] == [0.0, 0.0] and summary["act_all"]["seeds"] == 3
+    # One success in 30 episodes: a difference well inside its interval.
+    close = summary["close"]["success_rate"]
+    assert close["mean"] == pytest.approx(1 / 30, abs=1e-4) and close["per_seed"] == [0.1, 0.0, 0.0]
+    assert close["minus_act_all"]["ci95"][0] == 0.0 and not close["minus_act_all"]["larger_than_interval"]
 
 
 def test_overhead_quick(tmp_path):
@@ -168,6 +231,13 @@ def test_overhead_quick(tmp_path):
     results = json.loads(output.read_text())
     assert results["threads"] == 1
     assert results["train_ratio_rewact_over_act"] > 0 and results["inference_ratio_rewact_over_act"] > 0
+
+
+def test_train_policy_rejects_an_unknown_lr_schedule():
+    with pytest.raises(ValueError, match="lr_schedule='linear'"):
+        common.train_policy(
+            None, None, None, torch.arange(3), common.TrainSettings(steps=1, lr_schedule="linear")
+        )
 
 
 def test_train_policy_rejects_an_unknown_clock():
@@ -190,7 +260,16 @@ def test_oracle_quick(tmp_path):
     run_benchmark("bench_oracle.py", "--data-dir", str(tmp_path / "data"), "--output", str(output))
     results = json.loads(output.read_text())
     assert results["quick"] and results["threads"] == 1
-    assert set(results["arms"]) == {"raw", "raw_env_norm", "hand40", "hand20", "mlp_raw", "mlp_hand40"}
+    assert set(results["arms"]) == {
+        "raw",
+        "raw_env_norm",
+        "hand40",
+        "hand20",
+        "hand40_fast",
+        "hand40_fast_lr4e-4",
+        "mlp_raw",
+        "mlp_hand40",
+    }
     assert [results["arms"][arm]["hand_speed"] for arm in ("raw", "hand40", "hand20")] == [0.0, 40.0, 20.0]
     assert results["arms"]["mlp_hand40"]["dataset"] == results["arms"]["hand40"]["dataset"]
     for arm in results["arms"].values():
