@@ -18,11 +18,14 @@ from rewact_tools.pusht.quality import HAND_SPEED, SETTINGS
 from rewact_tools.pusht.writer import EPISODES_SIDECAR, generate_pusht_dataset, summarize
 
 SETTINGS_HELP = """quality settings (for --mix):
-  clean   the scripted expert: plans each push on a copy of the simulator; ~100% success in ~60 steps
+  clean   the scripted expert: plans each push on a copy of the simulator; ~100% success in ~85 steps
   noisy   correlated noise (std 25 px x --noise-scale) on every command: slower, ~80% success
   detour  now and then leaves for a random point and comes back: slow, wandering successes
   giveup  stops pushing after 10-50 steps, wanders about, and stops recording 20-60 steps
           later: mostly failures
+  wronggoal  as skilled as clean, but pushes the T to a pose a quarter turn off the goal and
+          stops there: consistent, smooth failures (final coverage ~0.3) that behaviour cloning
+          cannot tell from successes by the state alone
 
 The dataset has the lerobot/pusht schema (96x96 observation.image stored as images, 2-D
 observation.state and action, next.reward/done/success, 10 fps) plus the 16-D
