@@ -435,7 +435,7 @@ def print_table(results: dict) -> None:
     print(f"{'arm':<24}{'success [95% CI]':>26}{'coverage [95% CI]':>26}{'fail cut':>10}")
     for label, entry in results["summary"].items():
         success, coverage = entry["success_rate"], entry["mean_max_coverage"]
-        cut = entry.get(f"failure_cut_vs_{REFERENCE_ARM}")
+        cut = None if label == REFERENCE_ARM else entry.get(f"failure_cut_vs_{REFERENCE_ARM}")
         print(
             f"{label:<24}{success['mean']:>8.3f} [{success['ci95'][0]:.3f}, {success['ci95'][1]:.3f}]"
             f"{coverage['mean']:>10.3f} [{coverage['ci95'][0]:.3f}, {coverage['ci95'][1]:.3f}]"
