@@ -168,7 +168,7 @@ def value_stage(args, dataset, frames, outcomes) -> tuple[pd.DataFrame, dict]:
         / "actvantage_bench"
         / (
             f"values_steps{args.value_steps}_every{args.value_eval_every}_lr{args.value_lr:g}"
-            f"_dropout{args.value_dropout:g}_batch{args.batch_size}_seed{args.seed}"
+            f"_dropout{args.value_dropout:g}_batch{args.batch_size}_holdout{args.hold_out_every}_seed{args.seed}"
         )
     )
     if (cache / "report.json").is_file():
