@@ -10,7 +10,7 @@ can win back. Pipeline:
   advantages    Monte Carlo, 30 % positive: from the value model (`compute_advantages`) and from
                 the true returns with a time-only baseline (`time_baseline_advantages`, no model)
   RA-BC         the value model's progress file, weighted by LeRobot 0.6's own sample weighter
-Arms, all with the same ACT settings (`POLICY`: the fast small ACT, ENV features normalised, no
+Arms, all with the same ACT settings (`policy_settings`: the fast small ACT, ENV features normalised, no
 dropout, batch 256, lr 1e-3 decayed to 0 on a cosine), steps, training seeds and evaluation seeds:
   oracle           LeRobot's ACT on the clean episodes only
   act_all          LeRobot's ACT on every episode
@@ -77,6 +77,7 @@ from common import (  # noqa: E402
     held_out_split,
     load_frames,
     pusht_dataset,
+    read_runs_to_merge,
     train_policy,
 )
 
@@ -160,7 +161,7 @@ def _voc(metrics: dict) -> float:
     return -np.inf if metrics["voc_mean"] is None else float(metrics["voc_mean"])
 
 
-def value_stage(args, dataset, frames, outcomes) -> tuple[pd.DataFrame, dict]:
+def value_stage(args, dataset, frames, returns, outcomes) -> tuple[pd.DataFrame, dict]:
     """The value model's values and report, cached beside the dataset: parallel runs of other seeds
     (and reruns) reuse them instead of training the same model again."""
     cache = (
@@ -173,7 +174,6 @@ def value_stage(args, dataset, frames, outcomes) -> tuple[pd.DataFrame, dict]:
     )
     if (cache / "report.json").is_file():
         return pd.read_parquet(cache / "values.parquet"), json.loads((cache / "report.json").read_text())
-    returns = pistar_returns(dataset_frames(dataset), outcomes, max_length=_max_length(args))
     values, report = train_value_model(args, dataset, frames, returns, outcomes)
     cache.mkdir(parents=True, exist_ok=True)
     values.to_parquet(cache / "values.parquet", index=False)
@@ -321,6 +321,12 @@ def bootstrap_interval(
     return [round(float(low), 4), round(float(high), 4)]
 
 
+def _paired_difference(paired: list[np.ndarray]) -> float:
+    """Mean of column 0 minus mean of column 1 over every seed's (arm, reference) episode rows."""
+    stacked = np.concatenate(paired)
+    return float(stacked[:, 0].mean() - stacked[:, 1].mean())
+
+
 def summarise(per_seed: dict[str, dict], reference: str = REFERENCE_ARM) -> dict:
     """Per arm: mean success and mean max coverage over seeds x episodes with 95 % intervals, and
     the paired difference from `reference` (with its interval and whether it excludes 0)."""
@@ -349,14 +355,9 @@ def summarise(per_seed: dict[str, dict], reference: str = REFERENCE_ARM) -> dict
                 paired = [
                     np.stack([a, b], axis=1) for a, b in zip(sample, episodes(reference, metric), strict=True)
                 ]
-
-                def difference(resampled: list[np.ndarray]) -> float:
-                    stacked = np.concatenate(resampled)
-                    return float(stacked[:, 0].mean() - stacked[:, 1].mean())
-
-                interval = bootstrap_interval(paired, difference, rng)
+                interval = bootstrap_interval(paired, _paired_difference, rng)
                 entry[metric]["minus_" + reference] = {
-                    "mean": round(difference(paired), 4),
+                    "mean": round(_paired_difference(paired), 4),
                     "ci95": interval,
                     "larger_than_interval": bool(interval[0] > 0 or interval[1] < 0),
                 }
@@ -445,12 +446,8 @@ def print_table(results: dict) -> None:
 
 def merge_results(paths: list[Path], output: Path) -> dict:
     """One results file from runs of other training seeds with the same data and settings."""
-    runs = [json.loads(path.read_text()) for path in paths]
     shared = ("quick", "dataset", "model", "steps", "batch_size", "lr", "value_model", "eval", "arms")
-    for path, run in zip(paths[1:], runs[1:], strict=True):
-        differing = [key for key in shared if run.get(key) != runs[0].get(key)]
-        if differing:
-            raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(differing)}")
+    runs = read_runs_to_merge(paths, shared)
     per_seed = {seed: arms for run in runs for seed, arms in run["per_seed"].items()}
     merged = {**runs[0], "per_seed": per_seed, "seeds": sorted(int(s) for s in per_seed)}
     merged |= {"summary": summarise(per_seed), "merged_from": [path.name for path in paths]}
@@ -558,9 +555,9 @@ def main() -> None:
     outcomes = load_episode_outcomes(dataset)
     settings = episode_settings(dataset)
     frames = load_frames(dataset, KEYS)
-    values, value_report = value_stage(args, dataset, frames, outcomes)
-    advantages = advantage_tables(args, dataset, values, outcomes)
     returns = pistar_returns(dataset_frames(dataset), outcomes, max_length=_max_length(args))
+    values, value_report = value_stage(args, dataset, frames, returns, outcomes)
+    advantages = advantage_tables(args, dataset, values, outcomes)
     data = {
         "clean_rows": frames.rows_of([e for e, setting in settings.items() if setting == "clean"]),
         "advantages": {

@@ -57,6 +57,7 @@ from common import (  # noqa: E402
     evaluate_pusht,
     load_frames,
     pusht_dataset,
+    read_runs_to_merge,
     train_policy,
 )
 
@@ -349,12 +350,8 @@ def parse_args() -> argparse.Namespace:
 
 def merge_results(paths: list[Path], output: Path) -> dict:
     """One results file from several runs of this benchmark with the same settings but other arms."""
-    runs = [json.loads(path.read_text()) for path in paths]
     shared = ("quick", "episodes", "seed", "train_seed", "eval_seed", "eval_episodes", "steps", "batch_size")
-    for path, run in zip(paths[1:], runs[1:], strict=True):
-        differing = [key for key in shared if run.get(key) != runs[0].get(key)]
-        if differing:
-            raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(differing)}")
+    runs = read_runs_to_merge(paths, shared)
     merged = {**runs[0], "arms": {}, "merged_from": [path.name for path in paths]}
     for run in runs:
         merged["arms"].update(run["arms"])

@@ -137,6 +137,17 @@ def held_out_split(outcomes: Mapping[int, bool | None], every: int) -> tuple[lis
     return sorted(set(outcomes) - set(held_out)), sorted(held_out)
 
 
+def read_runs_to_merge(paths: Sequence[Path], shared: Iterable[str]) -> list[dict]:
+    """The results files of runs made in parallel, refused unless they agree on every `shared` key."""
+    runs = [json.loads(Path(path).read_text()) for path in paths]
+    keys = list(shared)
+    for path, run in zip(paths[1:], runs[1:], strict=True):
+        differing = [key for key in keys if run.get(key) != runs[0].get(key)]
+        if differing:
+            raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(differing)}")
+    return runs
+
+
 # ------------------------------------------------------------------------------------------------
 # Policy settings
 
