@@ -92,6 +92,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="LeRobot image writer threads (default: %(default)s)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes rolling out episodes in parallel; the data does not depend on it (default: %(default)s)",
+    )
     return parser.parse_args(argv)
 
 
@@ -107,6 +113,8 @@ def build_config(args: argparse.Namespace) -> GenerationConfig:
         raise ValueError(f"--root {args.root} already exists; choose a new folder")
     if args.image_writer_threads < 0:
         raise ValueError(f"--image-writer-threads must be non-negative, got {args.image_writer_threads}")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
     return GenerationConfig(
         mix=mix,
         seed=args.seed,
@@ -124,7 +132,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"make_pusht_dataset.py: error: {error}")
     start = time.perf_counter()
     results = generate_pusht_dataset(
-        args.root, config, args.repo_id, args.image_writer_threads, with_image=not args.no_image
+        args.root,
+        config,
+        args.repo_id,
+        args.image_writer_threads,
+        with_image=not args.no_image,
+        workers=args.workers,
     )
     elapsed = time.perf_counter() - start
     frames = sum(result.length for result in results)

@@ -356,6 +356,28 @@ def test_bad_arguments_exit_with_one_line_error(generated, tmp_path):
     assert result.returncode != 0
     assert "Unknown quality setting 'wobbly'" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "new").exists()
+    result = run_script("--root", str(tmp_path / "new"), "--episodes", "1", "--workers", "0")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "make_pusht_dataset.py: error: --workers must be at least 1, got 0"
+    ]
+    assert not (tmp_path / "new").exists()
+
+
+def test_workers_write_the_same_data_as_one_process(tmp_path):
+    """Episodes rolled out by a pool of two processes are written in plan order, frame for frame
+    (images included) the data of the in-process run."""
+    config = GenerationConfig(mix={"clean": 2, "wronggoal": 2}, seed=SEED, max_steps=20)
+    alone = generate_pusht_dataset(tmp_path / "one", config, REPO_ID)
+    pooled = generate_pusht_dataset(tmp_path / "two", config, REPO_ID, workers=2)
+    assert [(r.setting, r.seed, r.length) for r in pooled] == [(r.setting, r.seed, r.length) for r in alone]
+    assert len({r.setting for r in pooled}) == 2
+    pd.testing.assert_frame_equal(
+        frames_table(tmp_path / "two"), frames_table(tmp_path / "one"), check_exact=True
+    )
+    assert (tmp_path / "two" / EPISODES_SIDECAR).read_text() == (
+        tmp_path / "one" / EPISODES_SIDECAR
+    ).read_text()
 
 
 def test_no_image_writes_a_keypoint_only_dataset(tmp_path):

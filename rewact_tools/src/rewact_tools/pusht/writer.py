@@ -10,6 +10,8 @@ Besides LeRobot's own files, the dataset root gets
 
 from __future__ import annotations
 
+import multiprocessing
+from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
@@ -63,14 +65,19 @@ def generate_pusht_dataset(
     repo_id: str = "local/pusht",
     image_writer_threads: int = 0,
     with_image: bool = True,
+    workers: int = 1,
 ) -> list[EpisodeResult]:
     """Roll out and write every episode of `config` into a new dataset at `root` (must not exist).
 
+    With `workers` > 1 the episodes are rolled out in that many processes and written here in order;
+    each episode depends on its own seed only, so the data is the same for any number of workers.
     Returns the episode results, without their frames (each is dropped once written), in episode order.
     """
     root = Path(root)
     if root.exists():
         raise FileExistsError(f"Dataset root {root} already exists; choose a new folder")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     dataset = LeRobotDataset.create(
         repo_id=repo_id,
         fps=FPS,
@@ -79,35 +86,70 @@ def generate_pusht_dataset(
         use_videos=False,
         image_writer_threads=image_writer_threads,
     )
-    env = make_env(config.max_steps)
+    plan = config.episode_plan()
     results = []
     # `datasets` shows a bar per saved episode; one bar over episodes is what a reader wants here.
     progress_bars_were_enabled = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
-        for setting, seed in tqdm(config.episode_plan(), desc="PushT episodes", unit="episode"):
-            result = rollout_episode(
-                env,
-                SETTINGS[setting],
-                seed,
-                config.max_steps,
-                config.noise_scale,
-                render=with_image,
-                hand_speed=config.hand_speed,
-            )
+        episodes = _rollouts(plan, config, with_image, workers)
+        for result in tqdm(episodes, total=len(plan), desc="PushT episodes", unit="episode"):
             for frame in result.frames:
                 dataset.add_frame({**frame, "task": TASK})
             dataset.save_episode()
             result.frames = []
             results.append(result)
     finally:
-        env.close()
         dataset.finalize()
         if progress_bars_were_enabled:
             datasets.enable_progress_bars()
     write_episode_outcomes(root, {index: result.success for index, result in enumerate(results)})
     write_json(root / EPISODES_SIDECAR, _sidecar(config, results))
     return results
+
+
+def _rollouts(
+    plan: list[tuple[str, int]], config: GenerationConfig, with_image: bool, workers: int
+) -> Iterator[EpisodeResult]:
+    """The episodes of `plan` in order, rolled out here or, with several workers, in a process pool."""
+    if workers == 1:
+        env = make_env(config.max_steps)
+        try:
+            for setting, seed in plan:
+                yield _rollout(env, config, setting, seed, with_image)
+        finally:
+            env.close()
+        return
+    # spawn: a fresh interpreter per worker, whatever threads the caller (torch, a writer) runs.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_start_worker, initargs=(config.max_steps,)) as pool:
+        jobs = [(config, setting, seed, with_image) for setting, seed in plan]
+        yield from pool.imap(_rollout_in_worker, jobs)
+
+
+def _rollout(env, config: GenerationConfig, setting: str, seed: int, with_image: bool) -> EpisodeResult:
+    return rollout_episode(
+        env,
+        SETTINGS[setting],
+        seed,
+        config.max_steps,
+        config.noise_scale,
+        render=with_image,
+        hand_speed=config.hand_speed,
+    )
+
+
+_worker_env = None
+"""Each pool worker's own env, made once by `_start_worker`."""
+
+
+def _start_worker(max_steps: int) -> None:
+    global _worker_env
+    _worker_env = make_env(max_steps)
+
+
+def _rollout_in_worker(job: tuple[GenerationConfig, str, int, bool]) -> EpisodeResult:
+    return _rollout(_worker_env, *job)
 
 
 def _sidecar(config: GenerationConfig, results: list[EpisodeResult]) -> dict:
