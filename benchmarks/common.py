@@ -77,8 +77,10 @@ def pusht_dataset(
     data_dir: Path = DATA_DIR,
     hand_speed: float = HAND_SPEED,
     with_image: bool = True,
+    workers: int = 1,
 ) -> LeRobotDataset:
-    """The built-in PushT dataset for `mix`, generated on first use and reused afterwards."""
+    """The built-in PushT dataset for `mix`, generated on first use (by `workers` processes; the
+    data does not depend on how many) and reused afterwards."""
     name = dataset_name(mix, seed, max_steps, hand_speed, with_image)
     root = Path(data_dir) / name
     if not (root / EPISODES_SIDECAR).is_file():
@@ -92,6 +94,7 @@ def pusht_dataset(
             GenerationConfig(parse_mix(mix), seed, max_steps, hand_speed=hand_speed),
             repo_id=f"local/{name}",
             with_image=with_image,
+            workers=workers,
         )
     return LeRobotDataset(f"local/{name}", root=root)
 

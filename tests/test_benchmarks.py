@@ -149,7 +149,8 @@ def test_reward_model_image_runs_resume(data_dir, tmp_path):
 
 def test_actvantage_vs_act_quick(tmp_path):
     """Every arm trains on the same data and is evaluated on the same episodes at each checkpoint; the
-    value model is chosen on validation episodes and scored on test ones; two seeds run apart merge."""
+    value model is chosen on validation episodes and scored on test ones; two seeds run apart (the
+    first by a pool of two workers) merge."""
     data = str(tmp_path / "data")
     arms = "oracle,act_all,actvantage,actvantage_true" + (",rabc" if HAS_SAMPLE_WEIGHTING else "")
     outputs = [tmp_path / f"seed{seed}.json" for seed in (0, 1)]
@@ -162,11 +163,18 @@ def test_actvantage_vs_act_quick(tmp_path):
             arms,
             "--seeds",
             str(seed),
+            "--workers",
+            str(2 - seed),
             "--output",
             str(output),
         )
     results = json.loads(outputs[0].read_text())
     assert results["complete"] and results["seeds"] == [0] and results["threads"] == 1
+    assert results["workers"] == 2 and json.loads(outputs[1].read_text())["workers"] == 1
+    # In --arms order, whichever job finished first.
+    assert list(results["per_seed"]["0"]) == ["oracle", "act_all"] + [
+        f"{arm}_beta{beta}" for arm in ("actvantage", "actvantage_true") for beta in ("1", "1.5", "2")
+    ] + (["rabc"] if HAS_SAMPLE_WEIGHTING else [])
     expected = {"oracle", "act_all"} | {
         f"{arm}_beta{beta}" for arm in ("actvantage", "actvantage_true") for beta in ("1", "1.5", "2")
     }
