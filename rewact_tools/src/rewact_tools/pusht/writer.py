@@ -122,9 +122,8 @@ def _rollouts(
         return
     # spawn: a fresh interpreter per worker, whatever threads the caller (torch, a writer) runs.
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_start_worker, initargs=(config.max_steps,)) as pool:
-        jobs = [(config, setting, seed, with_image) for setting, seed in plan]
-        yield from pool.imap(_rollout_in_worker, jobs)
+    with context.Pool(workers, initializer=_start_worker, initargs=(config, with_image)) as pool:
+        yield from pool.imap(_rollout_in_worker, plan)
 
 
 def _rollout(env, config: GenerationConfig, setting: str, seed: int, with_image: bool) -> EpisodeResult:
@@ -139,17 +138,17 @@ def _rollout(env, config: GenerationConfig, setting: str, seed: int, with_image:
     )
 
 
-_worker_env = None
-"""Each pool worker's own env, made once by `_start_worker`."""
+_worker: dict = {}
+"""A pool worker's own env and what every episode shares (config, with_image), set by `_start_worker`."""
 
 
-def _start_worker(max_steps: int) -> None:
-    global _worker_env
-    _worker_env = make_env(max_steps)
+def _start_worker(config: GenerationConfig, with_image: bool) -> None:
+    _worker.update(env=make_env(config.max_steps), config=config, with_image=with_image)
 
 
-def _rollout_in_worker(job: tuple[GenerationConfig, str, int, bool]) -> EpisodeResult:
-    return _rollout(_worker_env, *job)
+def _rollout_in_worker(episode: tuple[str, int]) -> EpisodeResult:
+    setting, seed = episode
+    return _rollout(_worker["env"], _worker["config"], setting, seed, _worker["with_image"])
 
 
 def _sidecar(config: GenerationConfig, results: list[EpisodeResult]) -> dict:
