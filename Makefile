@@ -13,13 +13,12 @@ LEROBOT_REQUIREMENT := lerobot[training,evaluation]==0.6.1
 # robocandywrapper 0.2.18 (the newest) pins lerobot<0.5 but works on 0.6.1 through rewact_tools'
 # import aliases, so it is installed without its dependencies (README: "pip check").
 CANDYWRAPPER_INSTALL := $(VENV)/bin/python -m pip install --quiet --no-deps robocandywrapper==0.2.18
-TOOLS_EXTRAS := test,scripts
 else ifeq ($(LEROBOT),0.4.4)
 VENV ?= .venv-lerobot0.4.4
 PYTHON_VERSIONS := 3.11 3.10
 LEROBOT_REQUIREMENT := lerobot==0.4.4
+# rewact_tools depends on robocandywrapper itself below Python 3.12.
 CANDYWRAPPER_INSTALL := @:
-TOOLS_EXTRAS := test,scripts,candywrapper
 else
 $(error LEROBOT=$(LEROBOT) is not a supported platform; use LEROBOT=0.6.1 (default) or LEROBOT=0.4.4)
 endif
@@ -54,7 +53,7 @@ $(STAMP): $(PY) Makefile lerobot_policy_rewact/pyproject.toml lerobot_policy_act
 		"$(LEROBOT_REQUIREMENT)" \
 		-e "./lerobot_policy_rewact[test,timm]" \
 		-e "./lerobot_policy_actvantage[test,timm]" \
-		-e "./rewact_tools[$(TOOLS_EXTRAS)]" \
+		-e "./rewact_tools[test,scripts]" \
 		"ruff>=0.5"
 	$(CANDYWRAPPER_INSTALL)
 	@# LeRobot installs torchcodec, which cannot load without system FFmpeg libraries; then LeRobot

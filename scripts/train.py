@@ -6,14 +6,15 @@ Takes every lerobot-train flag (`lerobot-train --help`), for example:
         --dataset.episodes=[0,1,2] --policy.type=rewact --policy.repo_id=me/rewact \\
         --output_dir=outputs/rewact --job_name=rewact --batch_size=32 --env_eval_freq=-1 \\
         --log_freq=50 --save_freq=1000 --steps=10000
-Flags are spelt as the installed LeRobot spells them: --env_eval_freq on LeRobot 0.6, --eval_freq on
-0.4. Sample weighting (RA-BC) and reward models train with lerobot-train itself.
+The evaluation period may be spelt --eval_freq (LeRobot 0.4) or --env_eval_freq (0.6) on either
+version. Sample weighting (RA-BC) and reward models train with lerobot-train itself.
 Several datasets, each with its own root, as comma-separated lists (same order):
     --dataset.repo_id=local/a,local/b --dataset.root=data/a,data/b
 --dataset.episodes then applies to each of them. With a --dataset.root nothing is fetched from the
 Hugging Face Hub. Videos are decoded with PyAV unless --dataset.video_backend says otherwise.
 
 Plugins come from the hyphenated flags below; per-dataset files are comma lists in dataset order.
+Plugins and several datasets need robocandywrapper; a plain run on one dataset does not.
 Checkpoints are LeRobot's (output_dir/checkpoints/<step>/pretrained_model + training_state, and
 checkpoints/last): they load with from_pretrained and run under lerobot-eval. Resume as with
 lerobot-train:
@@ -103,7 +104,10 @@ def parse_train_config(lerobot_args: list[str]):
     from lerobot.configs.train import TrainPipelineConfig
     from lerobot.utils.import_utils import register_third_party_plugins
 
+    from rewact_tools.lerobot_compat import in_installed_spelling
+
     register_third_party_plugins()
+    lerobot_args = in_installed_spelling(lerobot_args)
     if not any(arg.startswith("--dataset.video_backend") for arg in lerobot_args) and not any(
         arg.startswith("--config_path") for arg in lerobot_args
     ):

@@ -108,13 +108,26 @@ class Run:
         return errors[0]
 
 
-def _command(script: str, args: list[str]) -> list[str]:
+# A Python that runs a script (its first argument) as if robocandywrapper were not installed: importing
+# it fails as importing a missing module does.
+PYTHON_WITHOUT_ROBOCANDYWRAPPER = [
+    sys.executable,
+    "-c",
+    "import runpy, sys; sys.modules['robocandywrapper'] = None; sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')",
+]
+
+
+def _command(script: str, args: list[str], without_robocandywrapper: bool) -> list[str]:
     if script.startswith("lerobot-"):
         return [str(BIN / script), *map(str, args)]
-    return [sys.executable, str(REPO / "scripts" / script), *map(str, args)]
+    python = PYTHON_WITHOUT_ROBOCANDYWRAPPER if without_robocandywrapper else [sys.executable]
+    return [*python, str(REPO / "scripts" / script), *map(str, args)]
 
 
-def run_scripts(*calls: tuple[str, list], parallel: int = 2) -> list[Run]:
+def run_scripts(
+    *calls: tuple[str, list], parallel: int = 2, without_robocandywrapper: bool = False
+) -> list[Run]:
     """Run `(script, args)` calls from the repository root, `parallel` at a time (the machine has two
     cores; most of a run is importing torch and LeRobot). Results come in call order."""
     runs: list[Run] = []
@@ -122,7 +135,7 @@ def run_scripts(*calls: tuple[str, list], parallel: int = 2) -> list[Run]:
         batch = calls[start : start + parallel]
         processes = [
             subprocess.Popen(
-                _command(script, args),
+                _command(script, args, without_robocandywrapper),
                 cwd=REPO,
                 env=SUBPROCESS_ENV,
                 stdout=subprocess.PIPE,

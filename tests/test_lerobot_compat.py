@@ -3,11 +3,13 @@ robocandywrapper imports (or says how to install it), and LeRobot's torchcodec w
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import subprocess
 import sys
 
 from lerobot.configs.train import TrainPipelineConfig
+from packaging.version import Version
 
 from rewact_tools import lerobot_compat
 from rewact_tools.cli import quiet_torchcodec_fallback
@@ -45,17 +47,27 @@ def test_robocandywrapper_imports_and_the_aliases_are_idempotent():
     assert lerobot_compat.alias_lerobot_for_robocandywrapper() == []
 
 
-def test_missing_robocandywrapper_says_how_to_install_it():
-    hide = (
-        "import importlib.util as u; find = u.find_spec; "
-        "u.find_spec = lambda name, *a: None if name == 'robocandywrapper' else find(name, *a); "
-        "import rewact_tools.candywrapper"
-    )
+def test_missing_robocandywrapper_names_the_install_command_for_this_lerobot():
+    hide = "import sys; sys.modules['robocandywrapper'] = None; import rewact_tools.candywrapper"
     result = subprocess.run([sys.executable, "-c", hide], capture_output=True, text=True)
     assert result.returncode != 0
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("ImportError: robocandywrapper is not installed")
-    assert "pip install --no-deps robocandywrapper==0.2.18" in message
+    # Its metadata pins lerobot<0.5: beside a newer LeRobot it must go in without its dependencies.
+    no_deps = "--no-deps " if Version(importlib.metadata.version("lerobot")) >= Version("0.5") else ""
+    assert message.endswith(f"Install it with: pip install {no_deps}robocandywrapper==0.2.18")
+
+
+def test_both_spellings_of_the_evaluation_period_become_the_installed_one():
+    field = lerobot_compat.EVAL_FREQ_FIELD
+    args = ["--eval_freq=-1", "--env_eval_freq", "5", "--eval.batch_size=2", "--steps=3"]
+    assert lerobot_compat.in_installed_spelling(args) == [
+        f"--{field}=-1",
+        f"--{field}",
+        "5",
+        "--eval.batch_size=2",
+        "--steps=3",
+    ]
 
 
 def test_torchcodec_fallback_warning_becomes_its_last_line(caplog):

@@ -20,8 +20,9 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot_policy_actvantage import ACTvantagePolicy
 from lerobot_policy_rewact import RewACTPolicy
 from rewact_tools.advantages import compute_advantages, read_advantages, write_advantages
-from rewact_tools.candywrapper import WrappedRobotDataset
+from rewact_tools.candywrapper import WrappedRobotDataset, install_command
 from rewact_tools.cli import CliError
+from rewact_tools.lerobot_compat import EVAL_FREQ_FIELD
 from rewact_tools.outcomes import write_episode_outcomes
 from rewact_tools.processors import make_pre_post_processors
 from rewact_tools.returns import dataset_frames
@@ -329,6 +330,28 @@ def test_train_actvantage_on_two_datasets_with_advantage_files(
     ).check()
     policy = ACTvantagePolicy.from_pretrained(output / "checkpoints" / "last" / "pretrained_model")
     assert policy.config.advantage_key == "advantage"
+
+
+def test_train_needs_robocandywrapper_only_for_plugins(workdir, dataset_a):
+    """A plain run trains without robocandywrapper (and takes the other LeRobot version's spelling of
+    the evaluation period); a plugin flag stops with the install command for this LeRobot."""
+    other_spelling = "--eval_freq=-1" if EVAL_FREQ_FIELD == "env_eval_freq" else "--env_eval_freq=-1"
+    flags = [
+        *TINY_POLICY_FLAGS,
+        *(flag for flag in SMOKE_TRAIN_FLAGS if "eval_freq" not in flag),
+        other_spelling,
+    ]
+    data = ["--dataset.repo_id=local/a", f"--dataset.root={dataset_a}", "--policy.type=rewact", "--steps=2"]
+    plain, with_plugin = run_scripts(
+        ("train.py", [*data, *flags, f"--output_dir={workdir / 'no_candy'}"]),
+        ("train.py", [*data, *flags, f"--output_dir={workdir / 'no_candy_dense'}", "--reward", "dense"]),
+        without_robocandywrapper=True,
+    )
+    plain.check()
+    assert RewACTPolicy.from_pretrained(workdir / "no_candy" / "checkpoints" / "last" / "pretrained_model")
+    error = with_plugin.check_user_error("robocandywrapper is not installed", "robocandywrapper==0.2.18")
+    assert error.endswith(f"Install it with: {install_command()}")
+    assert not (workdir / "no_candy_dense").exists()
 
 
 def test_train_rejects_bad_input_in_one_line(workdir, dataset_a, dataset_b):

@@ -35,6 +35,7 @@ _TRAIN_FIELDS = {field.name for field in TrainPipelineConfig.__dataclass_fields_
 EVAL_FREQ_FIELD = "env_eval_freq" if "env_eval_freq" in _TRAIN_FIELDS else "eval_freq"
 """`TrainPipelineConfig`'s simulation-evaluation period: `--env_eval_freq` from LeRobot 0.6, `--eval_freq`
 before. The flag is `--<EVAL_FREQ_FIELD>`."""
+_OTHER_EVAL_FREQ_FIELD = "eval_freq" if EVAL_FREQ_FIELD == "env_eval_freq" else "env_eval_freq"
 HAS_SAMPLE_WEIGHTING = "sample_weighting" in _TRAIN_FIELDS
 """LeRobot 0.6 weights training samples (RA-BC) through `--sample_weighting.*`; 0.4 had `--use_rabc`."""
 
@@ -42,6 +43,19 @@ HAS_SAMPLE_WEIGHTING = "sample_weighting" in _TRAIN_FIELDS
 def eval_frequency(cfg: TrainPipelineConfig) -> int:
     """How often (steps) `cfg` evaluates in simulation, whatever LeRobot calls the field."""
     return getattr(cfg, EVAL_FREQ_FIELD)
+
+
+def in_installed_spelling(train_args: list[str]) -> list[str]:
+    """`lerobot-train` flags with the evaluation period spelt as the installed LeRobot spells it.
+
+    `--eval_freq` (LeRobot 0.4) and `--env_eval_freq` (0.6) mean the same, and each version rejects
+    the other's spelling; commands written for either version then run on both.
+    """
+    spelt = []
+    for arg in train_args:
+        flag, equals, value = arg.partition("=")
+        spelt.append(f"--{EVAL_FREQ_FIELD}{equals}{value}" if flag == f"--{_OTHER_EVAL_FREQ_FIELD}" else arg)
+    return spelt
 
 
 def sample_weighting_requested(cfg: TrainPipelineConfig) -> bool:

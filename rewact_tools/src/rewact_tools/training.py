@@ -18,7 +18,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from lerobot.configs.policies import PreTrainedConfig
@@ -38,7 +38,6 @@ from tqdm import tqdm
 from lerobot_policy_actvantage import ACTvantageConfig
 from lerobot_policy_rewact import RewACTConfig
 from rewact_tools.advantage_display import ADVANTAGES_RELATIVE_PATH
-from rewact_tools.candywrapper import DatasetPlugin, EpisodeOutcomePlugin, WrappedRobotDataset
 from rewact_tools.cli import UNKNOWN_OUTCOMES, CliError, load_metadata, offline_if_local, select_episodes
 from rewact_tools.lerobot_compat import (
     ImageTransforms,
@@ -53,15 +52,19 @@ from rewact_tools.lerobot_compat import (
     save_checkpoint,
     update_last_checkpoint,
 )
-from rewact_tools.plugins import (
-    ControlModePlugin,
-    DenseRewardPlugin,
-    LabelledRewardPlugin,
-    PiStar0_6AdvantagePlugin,
-    PiStar0_6CumulativeRewardPlugin,
-)
 from rewact_tools.processors import make_pre_post_processors
 from rewact_tools.training_options import PluginOptions, split_list
+
+if TYPE_CHECKING:
+    from rewact_tools.candywrapper import DatasetPlugin, WrappedRobotDataset
+
+
+def _require_robocandywrapper() -> None:
+    """Import robocandywrapper (through `rewact_tools.candywrapper`), or stop with its install command."""
+    try:
+        import rewact_tools.candywrapper  # noqa: F401
+    except ImportError as error:
+        raise CliError(str(error)) from error
 
 
 def _per_dataset(paths: list[str], datasets: list[LeRobotDataset], flag: str) -> dict[str, str]:
@@ -130,8 +133,28 @@ def resolve_reward(options: PluginOptions, config: PreTrainedConfig, num_dataset
 def make_plugins(
     options: PluginOptions, config: PreTrainedConfig, datasets: list[LeRobotDataset]
 ) -> list[DatasetPlugin]:
-    """The plugins `options` ask for, in the order their keys depend on each other."""
+    """The plugins `options` ask for, in the order their keys depend on each other.
+
+    robocandywrapper is imported only when a plugin is asked for: a plain run needs none of it.
+    """
     reward = resolve_reward(options, config, len(datasets))
+    if options.reward_labels and reward != "labels":
+        raise CliError("--reward-labels goes with --reward labels")
+    if isinstance(config, ACTvantageConfig) and len(datasets) > 1 and not options.advantages:
+        raise CliError(
+            "ACTvantage on several datasets needs --advantages PATH,PATH,... (one parquet per dataset)"
+        )
+    if not (options.outcomes or options.control_mode or options.advantages or reward not in (None, "policy")):
+        return []
+    _require_robocandywrapper()
+    from rewact_tools.candywrapper import EpisodeOutcomePlugin
+    from rewact_tools.plugins import (
+        ControlModePlugin,
+        DenseRewardPlugin,
+        LabelledRewardPlugin,
+        PiStar0_6CumulativeRewardPlugin,
+    )
+
     value_range = (
         {"value_min": config.value_min, "value_max": config.value_max}
         if isinstance(config, RewACTConfig)
@@ -149,16 +172,10 @@ def make_plugins(
         plugins.append(LabelledRewardPlugin(paths, column=options.reward_label_column, **value_range))
     elif reward == "pistar":
         plugins.append(PiStar0_6CumulativeRewardPlugin(unknown_as=UNKNOWN_OUTCOMES[options.unknown_outcome]))
-    elif options.reward_labels:
-        raise CliError("--reward-labels goes with --reward labels")
     if options.control_mode:
         plugins.append(ControlModePlugin())
     if options.advantages:
         plugins.append(_advantage_plugin(options, config, datasets))
-    elif isinstance(config, ACTvantageConfig) and len(datasets) > 1:
-        raise CliError(
-            "ACTvantage on several datasets needs --advantages PATH,PATH,... (one parquet per dataset)"
-        )
     return plugins
 
 
@@ -167,6 +184,8 @@ def _advantage_plugin(
 ) -> DatasetPlugin:
     """The advantages of each dataset, under the policy's `advantage_key`: the file's per-task
     `positive` flag, or the raw advantage."""
+    from rewact_tools.plugins import PiStar0_6AdvantagePlugin
+
     if not isinstance(config, ACTvantageConfig):
         raise CliError(f"--advantages trains ACTvantage (--policy.type=actvantage), not {config.type}")
     given = options.advantages * len(datasets) if options.advantages == [""] else options.advantages
@@ -196,8 +215,24 @@ def check_plugin_items(dataset: WrappedRobotDataset, datasets: list[LeRobotDatas
         position += len(inner)
 
 
+def training_dataset(
+    datasets: list[LeRobotDataset], plugins: list[DatasetPlugin], rename_map: dict[str, str] | None
+) -> LeRobotDataset | WrappedRobotDataset:
+    """What the run trains on: the one dataset as it is when nothing needs robocandywrapper (no
+    plugin, no second dataset to mix in, no keys to rename), else all of them wrapped with the plugins.
+    """
+    if not plugins and len(datasets) == 1 and not rename_map:
+        return datasets[0]
+    _require_robocandywrapper()
+    from rewact_tools.candywrapper import WrappedRobotDataset
+
+    dataset = WrappedRobotDataset(datasets, plugins=plugins, key_rename_map=rename_map or None)
+    check_plugin_items(dataset, datasets)
+    return dataset
+
+
 def make_training_policy(
-    config: PreTrainedConfig, dataset: WrappedRobotDataset, dataset_meta: Any
+    config: PreTrainedConfig, dataset: LeRobotDataset | WrappedRobotDataset, dataset_meta: Any
 ) -> PreTrainedPolicy:
     """The policy, new or from `config.pretrained_path`, with features from the wrapped datasets.
 
@@ -300,8 +335,7 @@ def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path | None:
         set_seed(cfg.seed, accelerator=accelerator)
     datasets = load_training_datasets(cfg)
     plugins = make_plugins(options, cfg.policy, datasets)
-    dataset = WrappedRobotDataset(datasets, plugins=plugins, key_rename_map=cfg.rename_map or None)
-    check_plugin_items(dataset, datasets)
+    dataset = training_dataset(datasets, plugins, cfg.rename_map)
     policy = make_training_policy(cfg.policy, dataset, datasets[0].meta if len(datasets) == 1 else None)
     preprocessor, postprocessor = make_training_processors(cfg, policy, dataset.meta.stats)
     optimizer, lr_scheduler = make_optimizer_and_scheduler(cfg, policy)
