@@ -7,8 +7,15 @@
 Values of every frame come from the checkpoint (batched); rewards are -1 per step with 0 (success)
 or -c_fail (failure) on the last frame, normalised per task by its longest successful episode.
 A_t = sum of N rewards + V(s_t+N) - V(s_t) (Monte Carlo without --n-step). Per task a threshold
-marks --positive-fraction of the frames positive, or --threshold fixes it. Episode outcomes come
-from robocandywrapper's outcomes file or the dataset's next.success column.
+marks --positive-fraction of the frames positive, or --threshold fixes it. Frames under human
+control (the dataset's `intervention` column, as lerobot-rollout's DAgger strategy writes it, or
+robocandywrapper's episode_modes.json) are positive whatever their advantage, as in pi*0.6
+(--no-force-human-positive turns that off).
+
+Episode outcomes come from robocandywrapper's outcomes file or the dataset's next.success column;
+--outcomes PATH reads another outcomes file, and --outcomes-from-model lets the checkpoint decide
+(success when its predicted progress on an episode's last frame is >= --success-threshold): the
+way for rollout datasets, which have neither.
 
 Writes advantages.parquet (index, episode_index, frame_index, task_index, value, return, advantage,
 positive) atomically, by default into <dataset root>/rewact_extensions/, and prints a summary per task.
@@ -23,15 +30,18 @@ from pathlib import Path
 from rewact_tools.advantage_display import ADVANTAGES_RELATIVE_PATH
 from rewact_tools.cli import (
     UNKNOWN_OUTCOMES,
+    CliError,
     add_dataset_arguments,
     add_policy_arguments,
     load_dataset,
     load_metadata,
     load_reward_model,
     make_parser,
+    one_line,
     positive_int,
     run_cli,
 )
+from rewact_tools.outcomes import DEFAULT_SUCCESS_THRESHOLD
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -56,6 +66,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         help="cost of a failure at its last frame (default: the task's longest success)",
     )
+    outcomes = parser.add_mutually_exclusive_group()
+    outcomes.add_argument(
+        "--outcomes",
+        type=Path,
+        metavar="PATH",
+        help="episode outcomes from this file (robocandywrapper's outcomes.json format) instead of the dataset's",
+    )
+    outcomes.add_argument(
+        "--outcomes-from-model",
+        action="store_true",
+        help="call an episode a success when the checkpoint's progress on its last frame is >= --success-threshold",
+    )
+    parser.add_argument(
+        "--success-threshold",
+        type=float,
+        help=f"with --outcomes-from-model: final progress that counts as success (default {DEFAULT_SUCCESS_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--force-human-positive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mark frames under human control positive whatever their advantage (default: on, when "
+        "the dataset has an intervention column or episode_modes.json)",
+    )
     parser.add_argument(
         "--unknown-outcome",
         choices=sorted(UNKNOWN_OUTCOMES),
@@ -65,7 +99,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--output", type=Path, help=f"parquet to write (default: <dataset root>/{ADVANTAGES_RELATIVE_PATH})"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.success_threshold is not None and not args.outcomes_from_model:
+        parser.error("--success-threshold needs --outcomes-from-model")
+    if args.success_threshold is None:
+        args.success_threshold = DEFAULT_SUCCESS_THRESHOLD
+    return args
+
+
+def describe_outcomes(outcomes: dict[int, bool | None], source: str) -> str:
+    """One line counting successes, failures and unknowns, so a wrong outcome source shows at once."""
+    counts = [sum(outcome is value for outcome in outcomes.values()) for value in (True, False, None)]
+    return "episode outcomes ({}): {} success, {} failure, {} unknown".format(source, *counts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from rewact_tools.advantage_display import task_summary
     from rewact_tools.advantages import compute_advantages, task_thresholds, write_advantages
-    from rewact_tools.outcomes import load_episode_outcomes
+    from rewact_tools.control_modes import human_frame_index
+    from rewact_tools.outcomes import MissingOutcomesError, load_episode_outcomes, outcomes_from_values
     from rewact_tools.returns import dataset_frames
     from rewact_tools.values import compute_values
 
@@ -87,8 +133,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     output = args.output if args.output is not None else Path(meta.root) / ADVANTAGES_RELATIVE_PATH
     policy, preprocessor = load_reward_model(args.policy_path, args.device)
     dataset = load_dataset(args.dataset_repo_id, args.dataset_root, meta=meta)
-    outcomes = load_episode_outcomes(dataset)
+    # Outcomes and control modes are read before the (slow) value pass, so bad input fails at once.
+    if not args.outcomes_from_model:
+        try:
+            outcomes = load_episode_outcomes(dataset, args.outcomes)
+        except MissingOutcomesError as error:
+            raise CliError(
+                f"{one_line(error)}; pass --outcomes PATH (an outcomes file) or --outcomes-from-model "
+                "(the checkpoint's success call)"
+            ) from error
+        source = str(args.outcomes) if args.outcomes is not None else "dataset"
+    human = human_frame_index(dataset) if args.force_human_positive else None
     values = compute_values(policy, dataset, args.batch_size, device=args.device, preprocessor=preprocessor)
+    if args.outcomes_from_model:
+        outcomes = outcomes_from_values(values, args.success_threshold)
+        source = f"model: final progress >= {args.success_threshold}"
     table = compute_advantages(
         dataset_frames(dataset),
         values,
@@ -98,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         threshold=args.threshold,
         c_fail=args.c_fail,
         unknown_as=UNKNOWN_OUTCOMES[args.unknown_outcome],
+        human_index=human,
     )
     write_advantages(table, output)
 
@@ -110,6 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     horizon = f"{args.n_step}-step" if args.n_step else "Monte Carlo"
     print(f"{horizon} advantages of {len(table)} frames in {table['episode_index'].nunique()} episodes")
+    print(describe_outcomes(outcomes, source))
+    if human is not None:
+        above = table["advantage"] > table["task_index"].map(thresholds)
+        forced = int((table["index"].isin(human) & ~above).sum())
+        print(
+            f"human-controlled frames: {len(human)}, of which {forced} forced positive "
+            "(advantage at or below the threshold)"
+        )
     with pd.option_context(
         "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format
     ):

@@ -6,7 +6,7 @@ so a model can learn task progress from them in a few hundred steps.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,13 +29,16 @@ def make_local_dataset(
     tasks: Sequence[str] = ("push the block",),
     seed: int = 0,
     use_videos: bool = False,
+    intervention: Callable[[int, int], bool] | None = None,
 ) -> LeRobotDataset:
     """Write a dataset under `root` (which must not exist) and return it, finalised and reloadable.
 
     Episode `e` uses task `tasks[e % len(tasks)]`. Cameras are `image_size` (height, width) unless
     `camera_sizes` gives theirs. With `with_next_fields`, the dataset carries the `next.reward`,
     `next.done` and `next.success` columns of the `lerobot/pusht` schema. With `use_videos`, cameras
-    are stored as MP4 files, as on the hub (and decoded with PyAV on reload).
+    are stored as MP4 files, as on the hub (and decoded with PyAV on reload). With `intervention`,
+    the dataset carries the bool `intervention` feature of `lerobot-rollout`'s DAgger strategy,
+    `intervention(episode, frame)` on each frame.
     """
     rng = np.random.default_rng(seed)
     sizes = {camera: tuple((camera_sizes or {}).get(camera, image_size)) for camera in cameras}
@@ -58,6 +61,8 @@ def make_local_dataset(
         features["next.reward"] = {"dtype": "float32", "shape": (1,), "names": None}
         features["next.done"] = {"dtype": "bool", "shape": (1,), "names": None}
         features["next.success"] = {"dtype": "bool", "shape": (1,), "names": None}
+    if intervention is not None:
+        features["intervention"] = {"dtype": "bool", "shape": (1,), "names": None}
 
     dataset = LeRobotDataset.create(
         repo_id=repo_id, fps=fps, features=features, root=root, use_videos=use_videos, image_writer_threads=0
@@ -90,6 +95,8 @@ def make_local_dataset(
                 item["next.reward"] = np.array([phase], dtype=np.float32)
                 item["next.done"] = np.array([last])
                 item["next.success"] = np.array([last and episode % 2 == 0])
+            if intervention is not None:
+                item["intervention"] = np.array([bool(intervention(episode, frame))])
             dataset.add_frame(item)
         dataset.save_episode()
     dataset.finalize()

@@ -23,6 +23,8 @@ from lerobot_policy_actvantage import ACTvantageConfig, ACTvantagePolicy, make_a
 from lerobot_policy_actvantage.advantage import NEGATIVE, NULL, POSITIVE, advantage_to_positive
 from rewact_tools.lerobot_compat import dataset_to_policy_features
 
+from local_datasets import make_local_dataset
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 4
 IMAGE = "observation.image"
@@ -218,6 +220,48 @@ def test_human_control_forces_positive_and_unlabelled_frames_are_not_forced():
     batch["control_mode_human"] = torch.tensor([True, False, True, False])
     policy.forward(batch)
     assert recorder.calls[0] == [POSITIVE, NEGATIVE, POSITIVE, POSITIVE]
+
+
+@pytest.mark.parametrize(
+    "intervention",
+    [torch.tensor([True, False, True, False]), torch.tensor([[1.0], [0.0], [1.0], [0.0]])],
+    ids=["bool [B]", "float [B, 1]"],
+)
+def test_intervention_counts_as_human_control_and_forces_positive(intervention):
+    policy = ACTvantagePolicy(tiny_config()).eval()
+    recorder = IndicatorRecorder(policy)
+    batch = make_batch(4, advantage=torch.tensor([-1.0, -1.0, 1.0, 1.0]))
+    batch["intervention"] = intervention
+    policy.forward(batch)
+    # Policy-driven frames (intervention false) keep their computed advantage, positive or negative.
+    assert recorder.calls[0] == [POSITIVE, NEGATIVE, POSITIVE, POSITIVE]
+    batch["control_mode_human"] = torch.tensor([False, True, False, False])  # sample 1 disagrees
+    with pytest.raises(ValueError, match=r"sample 1 is marked both human-controlled and autonomous"):
+        policy.forward(batch)
+
+
+def test_rollout_dataset_intervention_reaches_the_policy_through_the_processor(tmp_path):
+    """On LeRobot 0.6 lerobot-train calls ACTvantage's own processor: it must keep `intervention`."""
+    make_local_dataset(
+        tmp_path / "rollout",
+        repo_id="local/rollout",
+        episode_lengths=(6, 5),
+        intervention=lambda episode, frame: frame in (1, 2),
+    )
+    dataset = LeRobotDataset(
+        "local/rollout",
+        root=tmp_path / "rollout",
+        delta_timestamps={"action": [i / 10 for i in range(CHUNK)]},
+    )
+    preprocessor, _ = make_actvantage_pre_post_processors(tiny_config(), dataset_stats=dataset.meta.stats)
+    raw = next(iter(torch.utils.data.DataLoader(dataset, batch_size=11)))
+    human = [frame in (1, 2) for frame in raw["frame_index"].tolist()]
+    batch = preprocessor(raw)
+    batch["advantage"] = -torch.ones(11)
+    policy = ACTvantagePolicy(tiny_config()).eval()
+    recorder = IndicatorRecorder(policy)
+    policy.forward(batch)
+    assert recorder.calls[0] == [POSITIVE if flag else NEGATIVE for flag in human] and any(human)
 
 
 # --- losses -------------------------------------------------------------------------------------

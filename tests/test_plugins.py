@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from rewact_tools.advantages import ADVANTAGE_COLUMNS, write_advantages
 from rewact_tools.candywrapper import WrappedRobotDataset
+from rewact_tools.control_modes import EPISODE_MODES_RELATIVE_PATH, human_frame_index
 from rewact_tools.labels import KEYPOINTS_RELATIVE_PATH, KeypointFileError, KeypointReward, save_keypoints
 from rewact_tools.outcomes import OUTCOMES_RELATIVE_PATH
 from rewact_tools.plugins import (
@@ -24,7 +25,7 @@ from rewact_tools.plugins import (
     PiStar0_6AdvantagePlugin,
     PiStar0_6CumulativeRewardPlugin,
 )
-from rewact_tools.plugins.control_mode import EPISODE_MODES_RELATIVE_PATH
+from rewact_tools.returns import dataset_frames
 from rewact_tools.reward_dataset import LeRobotDatasetWithReward
 
 from local_datasets import make_local_dataset
@@ -461,6 +462,79 @@ def test_control_mode_validates_the_file_at_attach(roots, data, message):
     with pytest.raises(ValueError, match=message) as info:
         WrappedRobotDataset(open_dataset(roots, "local/a", SUBSET), plugins=[ControlModePlugin()])
     assert "episode_modes.json" in str(info.value)
+
+
+# Dataset C, as lerobot-rollout's DAgger strategy records it: an `intervention` column, True where a
+# corrector drove (frames 2..4 of odd episodes), no episode_modes.json.
+LENGTHS_C = (6, 7, 5)
+SUBSET_C = [1, 2]
+
+
+def intervened(episode, frame):
+    return episode % 2 == 1 and 2 <= frame <= 4
+
+
+@pytest.fixture
+def rollout_root(tmp_path):
+    root = tmp_path / "c"
+    common = {"cameras": (), "state_dim": 2, "action_dim": 2, "env_state_dim": 3}
+    make_local_dataset(root, repo_id="local/c", episode_lengths=LENGTHS_C, intervention=intervened, **common)
+    return root
+
+
+def test_control_mode_from_the_intervention_column_on_a_subset_and_a_mix(roots, rollout_root):
+    write_modes(roots["local/a"], MODES_A)
+    datasets = [
+        LeRobotDataset("local/c", root=rollout_root, episodes=SUBSET_C),
+        open_dataset(roots, "local/a", SUBSET),
+    ]
+    batch = collate_all(WrappedRobotDataset(datasets, plugins=[ControlModePlugin()]))
+    expected = [
+        ("human" if intervened(e, f) else "policy") if s == 0 else expected_mode(e, f)
+        for s, (e, f) in zip(batch["dataset_index"].tolist(), frames_of(batch), strict=True)
+    ]
+    sources = batch["dataset_index"].tolist()
+    rollout_frames = [frame for source, frame in zip(sources, frames_of(batch), strict=True) if source == 0]
+    assert rollout_frames == [(e, f) for e in SUBSET_C for f in range(LENGTHS_C[e])]
+    assert batch["control_mode"] == expected and "human" in expected
+    assert batch["control_mode_human"].tolist() == [m == "human" for m in expected]
+    assert batch["control_mode_autonomous"].tolist() == [m == "policy" for m in expected]
+
+
+def test_control_mode_file_must_agree_with_the_intervention_column(rollout_root):
+    # The file calls frames 1..3 of episode 1 "policy"; the column says 2..4 are human.
+    write_modes(rollout_root, {"1": [{"start_index": 1, "end_index": 3, "mode": "policy"}]})
+    with pytest.raises(ValueError, match="disagree") as info:
+        WrappedRobotDataset(LeRobotDataset("local/c", root=rollout_root), plugins=[ControlModePlugin()])
+    message = str(info.value)
+    assert "episode_modes.json" in message and "'intervention' column" in message
+    assert "disagree on 2 frame(s)" in message and "(episode 1, frame 2)" in message
+    # Agreeing on the frames it labels; its unlabelled frames (episodes 0 and 2) take the column's.
+    write_modes(
+        rollout_root,
+        {
+            "1": [
+                {"start_index": 0, "end_index": 1, "mode": "policy"},
+                {"start_index": 2, "end_index": 4, "mode": "human"},
+            ]
+        },
+    )
+    batch = collate_all(
+        WrappedRobotDataset(LeRobotDataset("local/c", root=rollout_root), plugins=[ControlModePlugin()])
+    )
+    assert batch["control_mode"] == ["human" if intervened(e, f) else "policy" for e, f in frames_of(batch)]
+
+
+def test_human_frame_index_reads_either_source(roots, rollout_root):
+    rollout = LeRobotDataset("local/c", root=rollout_root, episodes=SUBSET_C)
+    frames = dataset_frames(rollout)
+    human = [intervened(e, f) for e, f in zip(frames["episode_index"], frames["frame_index"], strict=True)]
+    expected = frames.loc[human, "index"]
+    assert human_frame_index(rollout).tolist() == expected.tolist() and len(expected) == 3
+    assert human_frame_index(open_dataset(roots, "local/a")) is None
+    write_modes(roots["local/a"], MODES_A)
+    # Episode 1 of dataset A starts at index 6; its frames 0..3 are human.
+    assert human_frame_index(open_dataset(roots, "local/a", SUBSET)).tolist() == [6, 7, 8, 9]
 
 
 # --- everything together ----------------------------------------------------------------------

@@ -147,5 +147,6 @@ def test_default_extra_keys_cover_every_plugin_key():
         "episode_outcome",
         "episode_outcome_mask",
         "use_action_mask",
+        "intervention",  # LeRobot's own human-control flag (lerobot-rollout's DAgger strategy)
     }
     assert plugin_keys <= set(DEFAULT_EXTRA_KEYS)

@@ -28,9 +28,12 @@ from rewact_tools.advantages import (
     write_advantages,
 )
 from rewact_tools.outcomes import (
+    DEFAULT_SUCCESS_THRESHOLD,
     OUTCOMES_RELATIVE_PATH,
+    MissingOutcomesError,
     load_episode_outcomes,
     outcomes_from_success_column,
+    outcomes_from_values,
     read_outcomes_file,
     write_episode_outcomes,
 )
@@ -218,6 +221,21 @@ def test_fixed_threshold(frames, values):
     assert table.loc[table["positive"], "index"].tolist() == [100, 102]  # the two 1/6 frames only
     table = compute_advantages(frames, values, OUTCOMES, n_steps=1, threshold=-0.65)
     assert table["positive"].sum() == 12 - 1  # all but episode 3 frame 0 (-0.7)
+
+
+def test_human_frames_are_positive_whatever_their_advantage(frames, values):
+    plain = compute_advantages(frames, values, OUTCOMES, n_steps=1, threshold=0.0)
+    # Episode 1 frame 0 (index 104) and episode 3 frame 0 (index 110) were driven by a human.
+    table = compute_advantages(frames, values, OUTCOMES, n_steps=1, threshold=0.0, human_index=[104, 110])
+    assert table.loc[table["positive"], "index"].tolist() == [100, 102, 104, 110]
+    pd.testing.assert_frame_equal(table.drop(columns="positive"), plain.drop(columns="positive"))
+    # Per-task thresholds are taken before forcing: the 3 frames of EXPECTED_POSITIVE[1], plus 104.
+    fraction = compute_advantages(frames, values, OUTCOMES, n_steps=1, human_index=np.array([104]))
+    assert fraction.loc[fraction["positive"], "index"].tolist() == [100, 102, 104, 109]
+    with pytest.raises(
+        ValueError, match=r"human_index: 1 frame\(s\) are not in the advantages table, first index 99"
+    ):
+        compute_advantages(frames, values, OUTCOMES, human_index=[99, 104])
 
 
 def test_time_baseline_advantages_hand_example(frames):
@@ -409,5 +427,35 @@ def test_outcomes_file_takes_precedence(tmp_path):
 
 def test_no_outcome_source_raises(tmp_path):
     dataset = make_local_dataset(tmp_path / "plain", cameras=(), episode_lengths=(3, 2))
-    with pytest.raises(FileNotFoundError, match=r"outcomes\.json.*nor a 'next\.success' column"):
+    with pytest.raises(MissingOutcomesError, match=r"outcomes\.json.*nor a 'next\.success' column"):
         load_episode_outcomes(dataset)
+
+
+def test_an_outcomes_file_given_explicitly_wins(tmp_path, next_fields_root):
+    path = write_episode_outcomes(tmp_path / "elsewhere", {0: False, 1: True, 3: None})
+    dataset = LeRobotDataset("local/test", root=next_fields_root)
+    assert load_episode_outcomes(dataset) == {0: True, 1: False, 2: True, 3: False}  # next.success
+    assert load_episode_outcomes(dataset, path) == {0: False, 1: True, 2: None, 3: None}
+    with pytest.raises(FileNotFoundError, match=r"Outcomes file .*missing\.json does not exist"):
+        load_episode_outcomes(dataset, tmp_path / "missing.json")
+
+
+def value_table(frames, values) -> pd.DataFrame:
+    """The hand example as `compute_values` returns it: index, episode_index, frame_index, value."""
+    return frames.drop(columns="task_index").merge(values, on="index")
+
+
+def test_outcomes_from_values_call_success_on_the_last_frame(frames, values):
+    table = value_table(frames, values)  # final values: 1.0, 0.0, 1.0, 0.1
+    assert outcomes_from_values(table) == {0: True, 1: False, 2: True, 3: False}  # default 0.9
+    assert DEFAULT_SUCCESS_THRESHOLD == 0.9
+    # Episode 1 peaks at 0.5 on its first frame but ends at 0.0; episode 3 ends exactly at 0.1.
+    assert outcomes_from_values(table, threshold=0.1) == {0: True, 1: False, 2: True, 3: True}
+    for threshold in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match=r"success threshold must lie in \(0, 1\]"):
+            outcomes_from_values(table, threshold)
+    middle_of_episode_1 = (table["episode_index"] == 1) & (table["frame_index"] == 1)
+    with pytest.raises(ValueError, match="values: episode 1 is not whole"):
+        outcomes_from_values(table[~middle_of_episode_1])
+    with pytest.raises(ValueError, match=r"episode 0 ends with value 1\.5, outside \[0, 1\]"):
+        outcomes_from_values(table.assign(value=table["value"] * 1.5))

@@ -227,6 +227,49 @@ def test_action_mask_combines_plugin_keys(env_state_dataset):
     assert policy.action_mask(batch)[3].tolist() == [False] * 4
 
 
+@pytest.mark.parametrize(
+    "intervention",
+    [torch.tensor([True, False, True, False]), torch.tensor([[1.0], [0.0], [1.0], [0.0]])],
+    ids=["bool [B]", "float [B, 1]"],
+)
+def test_intervention_false_masks_actions_like_autonomous_control(env_state_dataset, intervention):
+    policy = tiny_policy(env_state_dataset)
+    batch = first_batch(policy, env_state_dataset, batch_size=4)
+    batch["action_is_pad"] = torch.zeros_like(batch["action_is_pad"])
+    batch["intervention"] = intervention
+    assert policy.action_mask(batch).tolist() == [[True] * 4, [False] * 4, [True] * 4, [False] * 4]
+    batch["control_mode_autonomous"] = torch.tensor([False, True, False, True])  # agrees
+    assert policy.action_mask(batch)[:, 0].tolist() == [True, False, True, False]
+    batch["control_mode_autonomous"] = torch.tensor([True, True, False, True])  # sample 0 disagrees
+    with pytest.raises(ValueError, match=r"sample 0 is marked both human-controlled and autonomous"):
+        policy.action_mask(batch)
+    del batch["control_mode_autonomous"]
+    batch["intervention"] = torch.tensor([0.5, 0.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match=r"batch\['intervention'\] must hold booleans or 0/1, got 0.5"):
+        policy.action_mask(batch)
+
+
+def test_rollout_dataset_intervention_reaches_the_action_mask_through_the_processor(tmp_path):
+    """A dataset as lerobot-rollout's DAgger strategy records it: RewACT's own processor (which
+    LeRobot 0.6's lerobot-train calls) keeps `intervention`, and only the corrector's actions train."""
+    dataset = make_local_dataset(
+        tmp_path / "rollout",
+        cameras=(),
+        env_state_dim=3,
+        episode_lengths=(8, 6),
+        intervention=lambda episode, frame: frame % 2 == 0,
+    )
+    policy = tiny_policy(dataset)
+    batch = first_batch(policy, dataset, batch_size=8)
+    human = batch["intervention"].tolist()
+    assert True in human and False in human
+    batch["action_is_pad"] = torch.zeros_like(batch["action_is_pad"])
+    assert policy.action_mask(batch).tolist() == [[flag] * 4 for flag in human]
+    policy.train()
+    loss, info = policy.forward(batch)
+    assert torch.isfinite(loss) and info["l1_loss"] > 0
+
+
 def test_value_loss_uses_every_frame_even_when_actions_are_masked(env_state_dataset):
     policy = tiny_policy(env_state_dataset)
     batch = first_batch(policy, env_state_dataset, batch_size=4)

@@ -568,3 +568,98 @@ def test_visualise_advantages(workdir, dataset_a, advantages_a):
         "advantages_episode_1.mp4",
         "advantages_episode_1.png",
     ]
+
+
+# --- precompute_advantage on a rollout dataset (SPEC §7) ------------------------------------------
+
+ROLLOUT_LENGTHS = (10, 12, 9)
+
+
+def rollout_intervened(episode: int, frame: int) -> bool:
+    """A corrector drove frames 2..8 of episode 1."""
+    return episode == 1 and 2 <= frame <= 8
+
+
+@pytest.fixture(scope="module")
+def rollout_dataset(workdir) -> Path:
+    """As lerobot-rollout's DAgger strategy records it: `intervention`, no next.success, no outcomes."""
+    root = workdir / "rollout"
+    make_local_dataset(
+        root, repo_id="local/rollout", episode_lengths=ROLLOUT_LENGTHS, intervention=rollout_intervened
+    )
+    return root
+
+
+def test_precompute_advantage_on_a_rollout_dataset(workdir, rollout_dataset, checkpoint):
+    """Outcomes from a file or the model's success call, else a one-line error naming both; frames a
+    corrector drove are positive unless --no-force-human-positive."""
+    import pandas as pd
+
+    from rewact_tools.cli import load_reward_model
+    from rewact_tools.values import compute_values
+
+    dataset = LeRobotDataset("local/rollout", root=rollout_dataset)
+    frames = dataset_frames(dataset)
+    human = frames.loc[
+        [
+            rollout_intervened(e, f)
+            for e, f in zip(frames["episode_index"], frames["frame_index"], strict=True)
+        ],
+        "index",
+    ].tolist()
+    policy, preprocessor = load_reward_model(checkpoint, "cpu")
+    values = compute_values(policy, dataset, 8, preprocessor=preprocessor, progress=False)
+    final = values.sort_values("frame_index").groupby("episode_index")["value"].last()
+    second, first = sorted(final)[-2:]
+    assert first > second
+    threshold = (first + second) / 2  # the model calls exactly one episode a success
+    outcomes_file = write_episode_outcomes(workdir / "rollout_outcomes", {0: True, 1: False, 2: True})
+    common = [
+        *dataset_args(rollout_dataset, "local/rollout"),
+        "--policy-path",
+        checkpoint,
+        "--batch-size",
+        "8",
+    ]
+    out = {name: workdir / f"rollout_{name}.parquet" for name in ("none", "model", "file")}
+    neither, model, from_file, usage = run_scripts(
+        ("precompute_advantage.py", [*common, "--output", out["none"]]),
+        (
+            "precompute_advantage.py",
+            [
+                *common,
+                "--outcomes-from-model",
+                "--success-threshold",
+                repr(threshold),
+                "--output",
+                out["model"],
+            ],
+        ),
+        (
+            "precompute_advantage.py",
+            [*common, "--outcomes", outcomes_file, "--no-force-human-positive", "--output", out["file"]],
+        ),
+        ("precompute_advantage.py", [*common, "--success-threshold", "0.5"]),
+        without_robocandywrapper=True,  # advantages, control modes and outcomes need none of it
+    )
+    neither.check_user_error("has no episode outcomes", "--outcomes PATH", "--outcomes-from-model")
+    assert not out["none"].exists()
+    usage.check_user_error("--success-threshold needs --outcomes-from-model")
+
+    model.check()
+    called = {int(episode): bool(value >= threshold) for episode, value in final.items()}
+    expected = compute_advantages(frames, values, called, human_index=human)
+    pd.testing.assert_frame_equal(read_advantages(out["model"]), expected)
+    unforced = compute_advantages(frames, values, called)
+    forced = int((~unforced.loc[unforced["index"].isin(human), "positive"]).sum())
+    assert "episode outcomes (model: final progress >= " in model.stdout
+    assert ": 1 success, 2 failure, 0 unknown" in model.stdout
+    assert f"human-controlled frames: {len(human)}, of which {forced} forced positive" in model.stdout
+
+    from_file.check()
+    table = read_advantages(out["file"])
+    pd.testing.assert_frame_equal(table, compute_advantages(frames, values, {0: True, 1: False, 2: True}))
+    # Episode 1 failed, so without forcing its corrected frames are all negative.
+    assert not table.loc[table["index"].isin(human), "positive"].any() and len(human) == 7
+    assert f"episode outcomes ({outcomes_file}): 2 success, 1 failure, 0 unknown" in from_file.stdout
+    assert "human-controlled frames" not in from_file.stdout

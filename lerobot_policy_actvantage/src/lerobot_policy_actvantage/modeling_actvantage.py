@@ -28,10 +28,9 @@ from lerobot_policy_actvantage.advantage import (
 )
 from lerobot_policy_actvantage.conditioning import BatchMatchingDecoder, IndicatorConditionedEncoder
 from lerobot_policy_actvantage.configuration_actvantage import ACTvantageConfig, check_guidance_scale
+from lerobot_policy_rewact.control_mode import control_flags
 from lerobot_policy_rewact.vision_encoder import ACTWithVisionEncoder, VisionEncoderPolicyMixin
 
-# Plugin key (SPEC §4.7): frames under human control are demonstrations, hence positive.
-CONTROL_MODE_HUMAN = "control_mode_human"
 USE_ACTION_MASK = "use_action_mask"
 
 
@@ -200,8 +199,11 @@ class ACTvantagePolicy(VisionEncoderPolicyMixin, PreTrainedPolicy):
         else:
             positive = self._lookup_positive(batch)
         positive = positive.to(batch[OBS_STATE].device)
-        if CONTROL_MODE_HUMAN in batch:
-            positive = positive | batch[CONTROL_MODE_HUMAN].reshape(batch_size).to(positive.device).bool()
+        # Frames under human control (plugin key or LeRobot's `intervention`) are corrections or
+        # demonstrations, hence positive; policy-driven and unlabelled frames keep their advantage.
+        human, _ = control_flags(batch, batch_size)
+        if human is not None:
+            positive = positive | human.to(positive.device)
         return positive
 
     def _lookup_positive(self, batch: dict[str, Tensor]) -> Tensor:

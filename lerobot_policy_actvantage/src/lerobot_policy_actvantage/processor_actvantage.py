@@ -17,14 +17,16 @@ from lerobot.processor import PolicyAction, PolicyProcessorPipeline
 from lerobot.processor.converters import transition_to_batch
 
 from lerobot_policy_actvantage.configuration_actvantage import ACTvantageConfig
+from lerobot_policy_rewact.control_mode import CONTROL_KEYS
 from lerobot_policy_rewact.processor_rewact import batch_to_transition_keeping
 
 # Per-frame keys written by dataset plugins that ACTvantage reads or that are worth keeping for logging.
+# `CONTROL_KEYS` include LeRobot's `intervention` feature, so on LeRobot 0.6 (which calls this
+# factory) a DAgger rollout dataset's correction frames count as human with no plugin at all.
 PLUGIN_KEYS = (
     "advantage",
     "advantage_positive",
-    "control_mode_human",
-    "control_mode_autonomous",
+    *CONTROL_KEYS,
     "use_action_mask",
     "episode_outcome",
     "episode_outcome_mask",

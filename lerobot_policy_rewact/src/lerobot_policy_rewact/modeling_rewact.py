@@ -22,6 +22,7 @@ from lerobot.utils.constants import ACTION, OBS_ENV_STATE, OBS_IMAGES, OBS_STATE
 from torch import Tensor, nn
 
 from lerobot_policy_rewact.configuration_rewact import RewACTConfig
+from lerobot_policy_rewact.control_mode import control_flags
 from lerobot_policy_rewact.targets import TargetTable, build_target_table, has_keypoint_sidecar
 from lerobot_policy_rewact.value_distribution import ValueSupport
 from lerobot_policy_rewact.vision_encoder import ACTWithVisionEncoder, VisionEncoderPolicyMixin
@@ -232,9 +233,9 @@ class RewACTPolicy(VisionEncoderPolicyMixin, PreTrainedPolicy):
             labelled = _per_sample_flag(batch, "episode_outcome_mask", batch_size)
             failed = ~success if labelled is None else (~success & labelled)
             mask &= ~failed.to(mask.device)
-        autonomous = _per_sample_flag(batch, "control_mode_autonomous", batch_size)
+        _, autonomous = control_flags(batch, batch_size)
         if autonomous is not None:
-            mask &= ~autonomous.to(mask.device)
+            mask &= ~autonomous.to(mask.device).unsqueeze(1)
         return mask
 
     def forward(self, batch: dict[str, Any], reduction: str = "mean") -> tuple[Tensor, dict[str, float]]:

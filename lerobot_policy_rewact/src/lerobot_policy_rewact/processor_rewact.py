@@ -17,15 +17,12 @@ from lerobot.processor import PolicyAction, PolicyProcessorPipeline, TransitionK
 from lerobot.processor.converters import batch_to_transition
 
 from lerobot_policy_rewact.configuration_rewact import RewACTConfig
+from lerobot_policy_rewact.control_mode import CONTROL_KEYS
 
-# Keys a RewACT batch may carry beyond LeRobot's own (see `RewACTPolicy.action_mask`).
-MASK_KEYS = (
-    "use_action_mask",
-    "episode_outcome",
-    "episode_outcome_mask",
-    "control_mode_autonomous",
-    "control_mode_human",
-)
+# Keys a RewACT batch may carry beyond LeRobot's own (see `RewACTPolicy.action_mask`), LeRobot's
+# `intervention` feature among them: LeRobot 0.6 calls this factory, so a dataset recorded by
+# `lerobot-rollout --strategy.type=dagger` masks the policy's own actions with no plugin at all.
+MASK_KEYS = ("use_action_mask", "episode_outcome", "episode_outcome_mask", *CONTROL_KEYS)
 
 
 def batch_to_transition_keeping(keys: Iterable[str]) -> Callable[[dict[str, Any]], dict]:

@@ -12,6 +12,7 @@ _EXPORTS = {
     "rewact_tools.advantages": (
         "ADVANTAGE_COLUMNS",
         "compute_advantages",
+        "force_positive",
         "n_step_advantage",
         "read_advantages",
         "task_thresholds",
@@ -37,11 +38,20 @@ _EXPORTS = {
         "value_errors",
         "value_order_correlation",
     ),
+    "rewact_tools.control_modes": (
+        "CONTROL_MODES",
+        "frame_control_modes",
+        "has_control_modes",
+        "human_frame_index",
+    ),
     "rewact_tools.outcomes": (
+        "DEFAULT_SUCCESS_THRESHOLD",
         "OUTCOMES_RELATIVE_PATH",
+        "MissingOutcomesError",
         "episode_outcomes",
         "load_episode_outcomes",
         "outcomes_from_success_column",
+        "outcomes_from_values",
         "read_outcomes_file",
         "write_episode_outcomes",
     ),

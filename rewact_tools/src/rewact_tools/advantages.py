@@ -6,7 +6,7 @@ task, and a RewACT value v in [0, 1] is the normalised value v - 1 in [-1, 0].
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +91,7 @@ def compute_advantages(
     c_fail: float | Mapping[int, float] | None = None,
     max_length: int | Mapping[int, int] | None = None,
     unknown_as: bool | None = None,
+    human_index: Iterable[int] | None = None,
 ) -> pd.DataFrame:
     """The advantages table (`ADVANTAGE_COLUMNS`) of every frame of `frames`.
 
@@ -101,10 +102,28 @@ def compute_advantages(
     threshold`, the threshold being `threshold` when given, else per task the quantile that makes
     `positive_fraction` of that task's frames positive. `c_fail`, `max_length` and `unknown_as`
     are passed to `pistar_returns`.
+
+    `human_index` lists the dataset indices of frames under human control (corrections,
+    demonstrations): as in pi*0.6 they are `positive` whatever their advantage, which stays the
+    computed one. Thresholds are taken before forcing, so forced frames add to `positive_fraction`.
     """
     table = pistar_returns(frames, outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as)
     table["value"] = _attach_values(table, values) - 1.0
-    return _with_advantages(table, n_steps, positive_fraction, threshold)
+    table = _with_advantages(table, n_steps, positive_fraction, threshold)
+    return table if human_index is None else force_positive(table, human_index)
+
+
+def force_positive(table: pd.DataFrame, index: Iterable[int]) -> pd.DataFrame:
+    """`table` with `positive` set on the frames of dataset index `index` (every one must be in it)."""
+    index = pd.Index(np.asarray(list(index), dtype=np.int64))
+    unknown = index.difference(table["index"])
+    if not unknown.empty:
+        raise ValueError(
+            f"human_index: {len(unknown)} frame(s) are not in the advantages table, first index {unknown[0]}"
+        )
+    table = table.copy()
+    table["positive"] = table["positive"] | table["index"].isin(index)
+    return table
 
 
 def time_baseline_advantages(

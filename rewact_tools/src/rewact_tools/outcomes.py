@@ -1,9 +1,11 @@
 """Episode outcomes (success / failure / unknown) for pi*0.6 returns.
 
 Outcomes come from robocandywrapper's `EpisodeOutcomePlugin` file, a JSON list of
-`{"episode_index": int, "outcome": "success" | "failure" | "unknown"}` under the dataset root, or
-else from the dataset's `next.success` column. In memory an outcome is True (success), False
-(failure) or None (unknown), matching `pistar_returns`.
+`{"episode_index": int, "outcome": "success" | "failure" | "unknown"}` under the dataset root (or
+given explicitly), or else from the dataset's `next.success` column. Datasets recorded by
+`lerobot-rollout` have neither; for them a RewACT reward model makes the success call
+(`outcomes_from_values`). In memory an outcome is True (success), False (failure) or None
+(unknown), matching `pistar_returns`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ if TYPE_CHECKING:
 
 OUTCOMES_RELATIVE_PATH = Path("candywrapper_plugins/episode_outcome/outcomes.json")
 SUCCESS_COLUMN = "next.success"
+# Predicted progress on an episode's last frame at or above which a reward model calls it a success.
+# High, because progress labels reach 1 only once the task is done (linear labels at 95 % of a
+# successful episode, keypoint labels at the final keypoint): a failure that got part of the way
+# ends at a middling progress and must not count as a success, which would also lengthen its
+# task's L_max, the return normaliser.
+DEFAULT_SUCCESS_THRESHOLD = 0.9
 _OUTCOME_NAMES = {"success": True, "failure": False, "unknown": None}
 
 
@@ -64,6 +72,17 @@ def read_outcomes_file(path: Path | str, num_episodes: int | None = None) -> dic
     return outcomes
 
 
+class MissingOutcomesError(FileNotFoundError):
+    """The dataset records no episode outcomes (no outcomes file, no `next.success` column)."""
+
+
+def _last_frame_values(frames: pd.DataFrame, column: str, source: str) -> dict[int, object]:
+    """`column` on the last frame of every (whole) episode of `frames`, by episode."""
+    check_frame_table(frames, ("episode_index", "frame_index", column), source=source)
+    last_frames = frames.sort_values("frame_index").groupby("episode_index").tail(1)
+    return dict(sorted(zip(last_frames["episode_index"].astype(int), last_frames[column], strict=True)))
+
+
 def outcomes_from_success_column(frames: pd.DataFrame, column: str = SUCCESS_COLUMN) -> dict[int, bool]:
     """An episode succeeded when `column` is true on its last frame.
 
@@ -71,20 +90,42 @@ def outcomes_from_success_column(frames: pd.DataFrame, column: str = SUCCESS_COL
     how the episode ended, so an episode that reached the goal and then undid it is a failure.
     (In gym-pusht and LeRobot recordings an episode ends on success, so both readings agree there.)
     """
-    check_frame_table(frames, ("episode_index", "frame_index", column), source=f"column {column!r}")
-    if not pd.api.types.is_bool_dtype(frames[column]):
+    if column in frames.columns and not pd.api.types.is_bool_dtype(frames[column]):
         raise TypeError(f"Column {column!r} must hold booleans, got dtype {frames[column].dtype}")
-    last_frames = frames.sort_values("frame_index").groupby("episode_index").tail(1)
-    pairs = zip(last_frames["episode_index"], last_frames[column], strict=True)
-    return {int(episode): bool(success) for episode, success in sorted(pairs)}
+    last = _last_frame_values(frames, column, source=f"column {column!r}")
+    return {episode: bool(success) for episode, success in last.items()}
 
 
-def episode_outcomes(dataset: LeRobotDataset, frames: pd.DataFrame) -> dict[int, bool | None]:
-    """Outcome of every episode in `frames` (a frame table of `dataset`, carrying `next.success` when
-    the dataset has it): from the outcomes file if the dataset has one (episodes it does not list
-    are unknown, None), else from `next.success`, else raise.
+def outcomes_from_values(
+    values: pd.DataFrame, threshold: float = DEFAULT_SUCCESS_THRESHOLD
+) -> dict[int, bool]:
+    """A reward model's success call: an episode succeeded when its predicted progress on its last
+    frame is >= `threshold` (in RewACT's progress range, 0 < threshold <= 1).
+
+    `values` is the table `compute_values` returns (`index, episode_index, frame_index, value`),
+    with whole episodes; the last frame is read for the same reason as in `outcomes_from_success_column`.
     """
-    path = Path(dataset.root) / OUTCOMES_RELATIVE_PATH
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"success threshold must lie in (0, 1] (RewACT's progress range), got {threshold}")
+    last = _last_frame_values(values, "value", source="values")
+    bad = {episode: value for episode, value in last.items() if not 0.0 <= float(value) <= 1.0}
+    if bad:
+        episode, value = next(iter(bad.items()))
+        raise ValueError(f"values: episode {episode} ends with value {value}, outside [0, 1]")
+    return {episode: float(value) >= threshold for episode, value in last.items()}
+
+
+def episode_outcomes(
+    dataset: LeRobotDataset, frames: pd.DataFrame, path: Path | str | None = None
+) -> dict[int, bool | None]:
+    """Outcome of every episode in `frames` (a frame table of `dataset`, carrying `next.success` when
+    the dataset has it): from the outcomes file `path` when given, else from the dataset's own
+    outcomes file if it has one (episodes a file does not list are unknown, None), else from
+    `next.success`, else raise `MissingOutcomesError`.
+    """
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(f"Outcomes file {path} does not exist")
+    path = Path(path) if path is not None else Path(dataset.root) / OUTCOMES_RELATIVE_PATH
     if path.is_file():
         listed = read_outcomes_file(path, num_episodes=dataset.meta.total_episodes)
         return {
@@ -92,16 +133,16 @@ def episode_outcomes(dataset: LeRobotDataset, frames: pd.DataFrame) -> dict[int,
         }
     if SUCCESS_COLUMN in frames.columns:
         return outcomes_from_success_column(frames)
-    raise FileNotFoundError(
+    raise MissingOutcomesError(
         f"Dataset {dataset.repo_id} at {dataset.root} has no episode outcomes: neither {path} "
         f"(robocandywrapper's EpisodeOutcomePlugin file) nor a {SUCCESS_COLUMN!r} column"
     )
 
 
-def load_episode_outcomes(dataset: LeRobotDataset) -> dict[int, bool | None]:
+def load_episode_outcomes(dataset: LeRobotDataset, path: Path | str | None = None) -> dict[int, bool | None]:
     """Outcome of every episode `dataset` has loaded (see `episode_outcomes`)."""
     extra = (SUCCESS_COLUMN,) if SUCCESS_COLUMN in dataset.hf_dataset.column_names else ()
-    return episode_outcomes(dataset, dataset_frames(dataset, extra_columns=extra))
+    return episode_outcomes(dataset, dataset_frames(dataset, extra_columns=extra), path)
 
 
 def write_episode_outcomes(root: Path | str, outcomes: Mapping[int, bool | None]) -> Path:

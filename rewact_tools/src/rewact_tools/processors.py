@@ -26,10 +26,12 @@ from lerobot.utils.constants import POLICY_POSTPROCESSOR_DEFAULT_NAME, POLICY_PR
 
 from lerobot_policy_actvantage import ACTvantageConfig, make_actvantage_pre_post_processors
 from lerobot_policy_rewact import RewACTConfig, make_rewact_pre_post_processors
+from lerobot_policy_rewact.control_mode import CONTROL_KEYS
 from lerobot_policy_rewact.processor_rewact import batch_to_transition_keeping
 
-# Keys the rewact_tools plugins (and robocandywrapper's EpisodeOutcomePlugin) add to items, plus
-# the frame position and source dataset, which LeRobot's converter drops too.
+# Keys the rewact_tools plugins (and robocandywrapper's EpisodeOutcomePlugin) add to items, LeRobot's
+# `intervention` feature (human control, read by both policies), plus the frame position and source
+# dataset, which LeRobot's converter drops too.
 DEFAULT_EXTRA_KEYS = (
     "reward",
     "advantage",
@@ -37,8 +39,7 @@ DEFAULT_EXTRA_KEYS = (
     "episode_outcome",
     "episode_outcome_mask",
     "control_mode",
-    "control_mode_autonomous",
-    "control_mode_human",
+    *CONTROL_KEYS,
     "use_action_mask",
     "frame_index",
     "dataset_index",

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 FRAME_COLUMNS = ("index", "episode_index", "frame_index", "task_index")
 
 
+def describe_frame(frames: pd.DataFrame, row: int) -> str:
+    """`index I (episode E, frame F)` for row `row` of a frame table."""
+    index, episode, frame = (int(frames[c].iloc[row]) for c in ("index", "episode_index", "frame_index"))
+    return f"index {index} (episode {episode}, frame {frame})"
+
+
 def dataset_frames(dataset: LeRobotDataset, extra_columns: Iterable[str] = ()) -> pd.DataFrame:
     """The per-frame table of the episodes `dataset` has loaded (`FRAME_COLUMNS` + `extra_columns`).
 

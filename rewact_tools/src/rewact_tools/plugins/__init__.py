@@ -5,7 +5,8 @@ swallows errors raised per item), serves them by the item's dataset `index` (cor
 subsets and dataset mixes), and returns every key with a fixed shape and dtype.
 """
 
-from rewact_tools.plugins.control_mode import CONTROL_MODES, UNRECORDED_MODE, ControlModePlugin
+from rewact_tools.control_modes import CONTROL_MODES, UNRECORDED_MODE
+from rewact_tools.plugins.control_mode import ControlModePlugin
 from rewact_tools.plugins.dense_reward import DenseRewardPlugin, dense_reward_labels
 from rewact_tools.plugins.frames import FrameLabels, FrameLabelsInstance
 from rewact_tools.plugins.labelled_reward import LabelledRewardPlugin

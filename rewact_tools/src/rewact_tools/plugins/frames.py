@@ -65,12 +65,6 @@ def dataset_path(spec: PathSpec, dataset: LeRobotDataset, what: str) -> Path:
     )
 
 
-def describe_frame(frames: pd.DataFrame, row: int) -> str:
-    """`index I (episode E, frame F)` for row `row` of a frame table."""
-    index, episode, frame = (int(frames[c].iloc[row]) for c in ("index", "episode_index", "frame_index"))
-    return f"index {index} (episode {episode}, frame {frame})"
-
-
 class FrameLabels:
     """Per-frame values of some keys, looked up by dataset `index`.
 

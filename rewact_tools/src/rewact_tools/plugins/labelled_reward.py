@@ -15,9 +15,9 @@ from rewact_tools.plugins.frames import (
     FrameLabelsInstance,
     PathSpec,
     dataset_path,
-    describe_frame,
     loaded_frames,
 )
+from rewact_tools.returns import describe_frame
 
 _POSITION_COLUMNS = ("episode_index", "frame_index")
 

@@ -17,10 +17,9 @@ from rewact_tools.plugins.frames import (
     PathSpec,
     all_frames,
     dataset_path,
-    describe_frame,
     loaded_frames,
 )
-from rewact_tools.returns import pistar_returns
+from rewact_tools.returns import describe_frame, pistar_returns
 
 
 def pistar_reward_labels(
