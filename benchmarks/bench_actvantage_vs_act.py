@@ -13,6 +13,9 @@ can win back. Pipeline:
 Arms, all with the same ACT settings (`policy_settings`: the fast small ACT, ENV features normalised, no
 dropout, batch 256, lr 1e-3 decayed to 0 on a cosine), steps, training seeds and evaluation seeds:
   oracle           LeRobot's ACT on the clean episodes only
+  filtered_bc      LeRobot's ACT on the successful episodes only: the simplest thing a user can do
+                   with outcomes and no value model (the same episodes as oracle when, as in the
+                   default mix, exactly the clean demonstrations succeed)
   act_all          LeRobot's ACT on every episode
   rabc             RewACT with reward_loss_weight=0 (an ACT that accepts `reduction="none"`) on every
                    episode, weighted by RA-BC (LeRobot >= 0.6)
@@ -20,8 +23,9 @@ dropout, batch 256, lr 1e-3 decayed to 0 on a cosine), steps, training seeds and
                    classifier-free guidance (beta 1.5, 2)
   actvantage_true  the same with the true-return advantages
 Each arm is evaluated in gym-pusht (300-step episodes) at every checkpoint (the learning curve) for
-success and mean max coverage; the summary gives their means over seeds x episodes with 95 %
-bootstrap intervals, and the paired difference of every arm from act_all.
+success, mean max coverage and throughput (successes per 1000 environment steps, steps to success);
+the summary gives their means over seeds x episodes with 95 % bootstrap intervals, and the paired
+difference of every arm from act_all.
 
     python benchmarks/bench_actvantage_vs_act.py --workers 2 --output benchmarks/results/actvantage_vs_act.json
     python benchmarks/bench_actvantage_vs_act.py --seeds 1 --output ...seed1.json   # one seed alone
@@ -38,7 +42,6 @@ import queue
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -65,6 +68,7 @@ from rewact_tools import (
 from rewact_tools.lerobot_compat import HAS_SAMPLE_WEIGHTING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import closed_loop_stats  # noqa: E402
 from common import (  # noqa: E402
     DATA_DIR,
     ENV_NORMALIZED,
@@ -87,9 +91,8 @@ from rewact_tools.atomic import write_json
 
 KEYS = ("observation.state", "observation.environment_state")
 DEFAULT_MIX = "clean=240,wronggoal=360"
-ARMS = ("oracle", "act_all", "rabc", "actvantage", "actvantage_true")
+ARMS = ("oracle", "filtered_bc", "act_all", "rabc", "actvantage", "actvantage_true")
 REFERENCE_ARM = "act_all"
-BOOTSTRAP_RESAMPLES = 4000
 
 
 def policy_settings(args, dataset) -> dict:
@@ -224,7 +227,7 @@ def rabc_weighter(values: pd.DataFrame, policy, directory: Path):
 def build_arm(args, name: str, seed: int, dataset, settings: dict) -> tuple:
     """A fresh (policy, preprocessor, postprocessor) of arm `name`, seeded with training seed `seed`."""
     torch.manual_seed(seed)
-    if name in ("oracle", "act_all"):
+    if name in ("oracle", "filtered_bc", "act_all"):
         config = ACTConfig(**settings, optimizer_lr=args.lr)
         return ACTPolicy(config), *make_act_pre_post_processors(config, dataset.meta.stats)
     if name == "rabc":
@@ -240,7 +243,7 @@ def run_arm(args, name: str, seed: int, dataset, frames, data: dict, directory: 
     """Train arm `name` with training seed `seed`, evaluating at every checkpoint; returns results per
     evaluated variant (`actvantage_beta1.5`, ...): its learning curve and final evaluation."""
     policy, preprocessor, postprocessor = build_arm(args, name, seed, dataset, policy_settings(args, dataset))
-    rows = data["clean_rows"] if name == "oracle" else torch.arange(len(frames))
+    rows = data.get(f"{name}_rows", torch.arange(len(frames)))
     extras, weighter = {}, None
     if name in data["advantages"]:
         extras = {"advantage": data["advantages"][name]}
@@ -344,7 +347,10 @@ def run_jobs(args, dataset, frames, returns, outcomes, settings, on_value, on_ar
     Every job seeds itself, so its batches and initial weights do not depend on the number of
     workers or on the order.
     """
-    base = {"clean_rows": frames.rows_of([e for e, setting in settings.items() if setting == "clean"])}
+    base = {
+        "oracle_rows": frames.rows_of([e for e, setting in settings.items() if setting == "clean"]),
+        "filtered_bc_rows": frames.rows_of([e for e, outcome in outcomes.items() if outcome]),
+    }
     jobs = [(name, seed) for name in args.arms for seed in args.seeds]
     finished: queue.Queue = queue.Queue()
 
@@ -405,71 +411,10 @@ def run_jobs(args, dataset, frames, returns, outcomes, settings, on_value, on_ar
 # Statistics
 
 
-def bootstrap_interval(
-    per_seed: list[np.ndarray], statistic: Callable[[list[np.ndarray]], float], rng: np.random.Generator
-) -> list[float]:
-    """95 % percentile interval of `statistic` under resampling seeds, then episodes within each seed.
-
-    `per_seed` holds one array per training seed whose rows are evaluation episodes (the same
-    episodes, in the same order, for every arm), so stacking arms as columns keeps episodes paired.
-    """
-    estimates = []
-    for _ in range(BOOTSTRAP_RESAMPLES):
-        seeds = rng.integers(len(per_seed), size=len(per_seed))
-        sample = [per_seed[s][rng.integers(len(per_seed[s]), size=len(per_seed[s]))] for s in seeds]
-        estimates.append(statistic(sample))
-    low, high = np.percentile(estimates, [2.5, 97.5])
-    return [round(float(low), 4), round(float(high), 4)]
-
-
-def _paired_difference(paired: list[np.ndarray]) -> float:
-    """Mean of column 0 minus mean of column 1 over every seed's (arm, reference) episode rows."""
-    stacked = np.concatenate(paired)
-    return float(stacked[:, 0].mean() - stacked[:, 1].mean())
-
-
 def summarise(per_seed: dict[str, dict], reference: str = REFERENCE_ARM) -> dict:
-    """Per arm: mean success and mean max coverage over seeds x episodes with 95 % intervals, and
-    the paired difference from `reference` (with its interval and whether it excludes 0)."""
-    seeds = sorted(per_seed)
-    labels = list(per_seed[seeds[0]])
-    rng = np.random.default_rng(0)
-
-    def episodes(label: str, metric: str) -> list[np.ndarray]:
-        key = {"success_rate": "successes", "mean_max_coverage": "max_coverages"}[metric]
-        return [np.asarray(per_seed[seed][label]["final"][key], dtype=float) for seed in seeds]
-
-    def mean(sample: list[np.ndarray]) -> float:
-        return float(np.mean(np.concatenate(sample)))
-
-    summary = {}
-    for label in labels:
-        entry: dict = {"seeds": len(seeds), "episodes_per_seed": len(episodes(label, "success_rate")[0])}
-        for metric in ("success_rate", "mean_max_coverage"):
-            sample = episodes(label, metric)
-            entry[metric] = {
-                "mean": round(mean(sample), 4),
-                "ci95": bootstrap_interval(sample, mean, rng),
-                "per_seed": [round(float(np.mean(s)), 4) for s in sample],
-            }
-            if reference in labels and label != reference:
-                paired = [
-                    np.stack([a, b], axis=1) for a, b in zip(sample, episodes(reference, metric), strict=True)
-                ]
-                interval = bootstrap_interval(paired, _paired_difference, rng)
-                entry[metric]["minus_" + reference] = {
-                    "mean": round(_paired_difference(paired), 4),
-                    "ci95": interval,
-                    "larger_than_interval": bool(interval[0] > 0 or interval[1] < 0),
-                }
-        if reference in labels:
-            failures = 1.0 - entry["success_rate"]["mean"]
-            reference_failures = 1.0 - mean(episodes(reference, "success_rate"))
-            entry["failure_cut_vs_" + reference] = (
-                round(1.0 - failures / reference_failures, 4) if reference_failures > 0 else None
-            )
-        summary[label] = entry
-    return summary
+    """The statistics of every arm's final evaluation (`closed_loop_stats.summarise`)."""
+    finals = {seed: {label: run["final"] for label, run in arms.items()} for seed, arms in per_seed.items()}
+    return closed_loop_stats.summarise(finals, reference)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -534,15 +479,7 @@ def print_table(results: dict) -> None:
     )
     print(f"value model (test episodes): {results['value_model']['test']}")
     print(f"positive fraction by setting: {results['advantage']['positive_fraction_by_setting']}")
-    print(f"{'arm':<24}{'success [95% CI]':>26}{'coverage [95% CI]':>26}{'fail cut':>10}")
-    for label, entry in results["summary"].items():
-        success, coverage = entry["success_rate"], entry["mean_max_coverage"]
-        cut = None if label == REFERENCE_ARM else entry.get(f"failure_cut_vs_{REFERENCE_ARM}")
-        print(
-            f"{label:<24}{success['mean']:>8.3f} [{success['ci95'][0]:.3f}, {success['ci95'][1]:.3f}]"
-            f"{coverage['mean']:>10.3f} [{coverage['ci95'][0]:.3f}, {coverage['ci95'][1]:.3f}]"
-            f"{'' if cut is None else f'{cut:>10.2f}'}"
-        )
+    closed_loop_stats.print_summary(results["summary"], REFERENCE_ARM)
 
 
 def merge_results(paths: list[Path], output: Path) -> dict:
@@ -622,7 +559,7 @@ def parse_args() -> argparse.Namespace:
     defaults = {
         "seeds": "0" if args.quick else "0,1,2",
         "mix": "clean=4,wronggoal=4" if args.quick else DEFAULT_MIX,
-        "max_steps": 40 if args.quick else 300,
+        "max_steps": 160 if args.quick else 300,  # quick: long enough for some clean successes
         "value_steps": 4 if args.quick else 3000,
         "value_eval_every": 2 if args.quick else 500,
         "steps": 4 if args.quick else 8000,

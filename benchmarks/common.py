@@ -416,30 +416,36 @@ def evaluate_pusht(
 
     Episodes run `env_batch` at a time so the policy sees a batch; episode i is reset with seed
     `seed * 100_000 + i`, or with `seeds[i]` when `seeds` is given (e.g. the seeds of a dataset's
-    episodes, to start from its start states; then `episodes` is `len(seeds)`). An episode ends at success (coverage > 0.95) or after `max_steps`; a
-    finished env is not stepped again and its row of the batch is ignored. Returns the success
-    rate, the mean over episodes of the episode's maximum coverage, and both per episode.
+    episodes, to start from its start states; then `episodes` is `len(seeds)`). An episode ends at
+    success (coverage > 0.95) or after `max_steps`; a finished env is not stepped again and its row
+    of the batch is ignored. Returns the success rate, the mean over episodes of the episode's
+    maximum coverage, the throughput (successes per 1000 environment steps) and, per episode,
+    success, maximum coverage and steps taken.
     """
     reset_seeds = [seed * 100_000 + i for i in range(episodes)] if seeds is None else list(seeds)
     episodes = len(reset_seeds)
     successes: list[bool] = []
     max_coverages: list[float] = []
+    steps: list[int] = []
     policy.eval()
     with tqdm(total=episodes, desc=desc, unit="episode") as bar:
         for first in range(0, episodes, env_batch):
             batch_seeds = reset_seeds[first : first + env_batch]
-            batch_success, batch_coverage = _rollout_batch(
+            batch_success, batch_coverage, batch_steps = _rollout_batch(
                 policy, preprocessor, postprocessor, batch_seeds, max_steps
             )
             successes += batch_success
             max_coverages += batch_coverage
+            steps += batch_steps
             bar.update(len(batch_seeds))
     return {
         "episodes": episodes,
         "success_rate": float(np.mean(successes)),
         "mean_max_coverage": float(np.mean(max_coverages)),
+        "successes_per_1000_steps": 1000.0 * sum(successes) / sum(steps),
         "successes": [bool(s) for s in successes],
         "max_coverages": [round(float(c), 4) for c in max_coverages],
+        "steps": steps,
     }
 
 
@@ -449,12 +455,13 @@ def _rollout_batch(
     postprocessor: Callable[[Any], Any],
     seeds: list[int],
     max_steps: int,
-) -> tuple[list[bool], list[float]]:
+) -> tuple[list[bool], list[float], list[int]]:
     envs = [make_env(max_steps) for _ in seeds]
     observations = [env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)]
     active = [True] * len(envs)
     success = [False] * len(envs)
     coverage = [0.0] * len(envs)
+    steps = [0] * len(envs)
     policy.reset()
     with torch.inference_mode():
         for _ in range(max_steps):
@@ -474,10 +481,11 @@ def _rollout_batch(
                 if not active[i]:
                     continue
                 observations[i], _, terminated, truncated, info = env.step(actions[i])
+                steps[i] += 1
                 coverage[i] = max(coverage[i], float(info["coverage"]))
                 if terminated or truncated:
                     success[i] = bool(info["is_success"])
                     active[i] = False
     for env in envs:
         env.close()
-    return success, coverage
+    return success, coverage, steps

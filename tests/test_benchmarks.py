@@ -152,7 +152,7 @@ def test_actvantage_vs_act_quick(tmp_path):
     value model is chosen on validation episodes and scored on test ones; two seeds run apart (the
     first by a pool of two workers) merge."""
     data = str(tmp_path / "data")
-    arms = "oracle,act_all,actvantage,actvantage_true" + (",rabc" if HAS_SAMPLE_WEIGHTING else "")
+    arms = "oracle,filtered_bc,act_all,actvantage,actvantage_true" + (",rabc" if HAS_SAMPLE_WEIGHTING else "")
     outputs = [tmp_path / f"seed{seed}.json" for seed in (0, 1)]
     for seed, output in enumerate(outputs):
         run_benchmark(
@@ -172,10 +172,10 @@ def test_actvantage_vs_act_quick(tmp_path):
     assert results["complete"] and results["seeds"] == [0] and results["threads"] == 1
     assert results["workers"] == 2 and json.loads(outputs[1].read_text())["workers"] == 1
     # In --arms order, whichever job finished first.
-    assert list(results["per_seed"]["0"]) == ["oracle", "act_all"] + [
+    assert list(results["per_seed"]["0"]) == ["oracle", "filtered_bc", "act_all"] + [
         f"{arm}_beta{beta}" for arm in ("actvantage", "actvantage_true") for beta in ("1", "1.5", "2")
     ] + (["rabc"] if HAS_SAMPLE_WEIGHTING else [])
-    expected = {"oracle", "act_all"} | {
+    expected = {"oracle", "filtered_bc", "act_all"} | {
         f"{arm}_beta{beta}" for arm in ("actvantage", "actvantage_true") for beta in ("1", "1.5", "2")
     }
     assert set(results["summary"]) == expected | ({"rabc"} if HAS_SAMPLE_WEIGHTING else set())
@@ -185,7 +185,11 @@ def test_actvantage_vs_act_quick(tmp_path):
         steps = [4] if label.endswith(("_beta1.5", "_beta2")) else [2, 4]
         assert [point["step"] for point in arm["curve"]] == steps and arm["final"] == arm["curve"][-1]
         assert arm["final"]["episodes"] == 2 and len(arm["final"]["max_coverages"]) == 2
+        assert all(1 <= steps <= 10 for steps in arm["final"]["steps"])
     assert arms_of_seed["oracle"]["train_frames"] < arms_of_seed["act_all"]["train_frames"]
+    # Filtered BC trains on the successful episodes, the oracle on the clean ones.
+    assert 0 < arms_of_seed["filtered_bc"]["train_frames"] < arms_of_seed["act_all"]["train_frames"]
+    assert set(results["summary"]["filtered_bc"]) >= {"successes_per_1000_steps", "steps_to_success"}
     value = results["value_model"]
     assert value["chosen_step"] in [point["step"] for point in value["curve"]]
     assert value["episodes"]["test"] > 0 and value["episodes"]["validation"] > 0
@@ -200,27 +204,34 @@ def test_actvantage_vs_act_quick(tmp_path):
     assert merged_path.with_suffix(".png").stat().st_size > 0
 
 
-def test_actvantage_summary_intervals_and_paired_differences():
+def test_closed_loop_summary_intervals_paired_differences_and_throughput():
     """Means pool seeds x episodes; an arm that always succeeds where the reference always fails
-    differs by more than its interval, and identical or nearly identical arms do not."""
-    import bench_actvantage_vs_act as bench
+    differs by more than its interval, and identical or nearly identical arms do not. Throughput
+    counts successes per environment step, and steps to success only the successful episodes."""
+    import closed_loop_stats
 
-    def run(successes, coverages):
-        return {"final": {"successes": successes, "max_coverages": coverages}}
+    def run(successes, coverages, steps):
+        return {"successes": successes, "max_coverages": coverages, "steps": steps}
 
     per_seed = {
         seed: {
-            "act_all": run([False] * 10, [0.3] * 10),
-            "better": run([True] * 10, [1.0] * 10),
-            "same": run([False] * 10, [0.3] * 10),
-            "close": run([seed == "0"] + [False] * 9, [0.3] * 10),
+            "act_all": run([False] * 10, [0.3] * 10, [300] * 10),
+            "better": run([True] * 10, [1.0] * 10, [100] * 5 + [200] * 5),
+            "same": run([False] * 10, [0.3] * 10, [300] * 10),
+            "close": run([seed == "0"] + [False] * 9, [0.3] * 10, [100] + [300] * 9),
         }
         for seed in ("0", "1", "2")
     }
-    summary = bench.summarise(per_seed)
+    summary = closed_loop_stats.summarise(per_seed, "act_all")
     assert summary["better"]["success_rate"]["mean"] == 1.0
     assert summary["better"]["success_rate"]["minus_act_all"]["larger_than_interval"]
     assert summary["better"]["failure_cut_vs_act_all"] == 1.0
+    assert summary["better"]["successes_per_1000_steps"]["mean"] == pytest.approx(1000 / 150, abs=1e-3)
+    assert summary["better"]["steps_to_success"]["mean"] == 150.0
+    assert summary["better"]["steps_to_success"]["ci95"][0] >= 100
+    # Steps to success is undefined without a success, and so is its difference from such an arm.
+    assert summary["act_all"]["steps_to_success"] == {"mean": None, "ci95": None, "per_seed": [None] * 3}
+    assert summary["better"]["steps_to_success"]["minus_act_all"]["ci95"] is None
     assert summary["same"]["mean_max_coverage"]["minus_act_all"] == {
         "mean": 0.0,
         "ci95": [0.0, 0.0],
@@ -231,6 +242,9 @@ def test_actvantage_summary_intervals_and_paired_differences():
     close = summary["close"]["success_rate"]
     assert close["mean"] == pytest.approx(1 / 30, abs=1e-4) and close["per_seed"] == [0.1, 0.0, 0.0]
     assert close["minus_act_all"]["ci95"][0] == 0.0 and not close["minus_act_all"]["larger_than_interval"]
+    assert summary["close"]["successes_per_1000_steps"]["mean"] == pytest.approx(
+        1000 / (100 + 9 * 300) / 3, abs=1e-3
+    )
 
 
 def test_overhead_quick(tmp_path):
