@@ -14,7 +14,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,11 @@ from rewact_tools.lerobot_compat import dataset_to_policy_features
 from rewact_tools.pusht import (
     EPISODES_SIDECAR,
     HAND_SPEED,
+    SETTINGS,
+    Demonstrator,
     GenerationConfig,
+    PlanningError,
+    PushTExpert,
     generate_pusht_dataset,
     make_env,
     parse_mix,
@@ -401,6 +405,77 @@ def train_policy(
 # gym-pusht evaluation
 
 
+@dataclass(frozen=True)
+class Corrections:
+    """When a scripted corrector takes over from the policy in a closed-loop episode.
+
+    The clean expert (hand speed limited as in the demonstrations) takes over once the block's
+    coverage has not risen `min_rise` above its best for `patience` steps, drives for `duration`
+    steps, and hands back; at most `max_takeovers` times an episode. The stall signal is the env's
+    own coverage, a perfect progress detector, the same for every arm.
+    """
+
+    patience: int = 25
+    duration: int = 30
+    min_rise: float = 0.01
+    max_takeovers: int = 3
+
+
+class _Corrector:
+    """One env's corrector: watches coverage, and while it drives, returns the expert's actions."""
+
+    def __init__(self, env: Any, rules: Corrections, seed: int):
+        self.env, self.rules = env, rules
+        self.rng = np.random.default_rng(seed)
+        # No coverage is known before the first step: the first reading sets the best.
+        self.best, self.stalled, self.left, self.takeovers = -math.inf, 0, 0, 0
+        self.demonstrator: Demonstrator | None = None
+
+    def drives(self, coverage: float) -> bool:
+        """Whether the expert chooses the next action, given the coverage so far."""
+        if self.left > 0:
+            return True
+        if coverage > self.best + self.rules.min_rise:
+            self.best, self.stalled = coverage, 0
+            return False
+        self.stalled += 1
+        if self.stalled < self.rules.patience or self.takeovers >= self.rules.max_takeovers:
+            return False
+        expert = PushTExpert(self.env.unwrapped, self.rng)
+        self.demonstrator = Demonstrator(expert, SETTINGS["clean"], self.rng)
+        self.left, self.stalled = self.rules.duration, 0
+        self.takeovers += 1
+        return True
+
+    def act(self) -> np.ndarray | None:
+        """The expert's next action; None (and control back to the policy) when it cannot plan."""
+        try:
+            action = self.demonstrator.act().astype(np.float32)
+        except PlanningError:
+            self.left = 0
+            return None
+        self.left -= 1
+        return action
+
+
+@dataclass
+class RolloutEpisode:
+    """One closed-loop episode: per step the observation, the action applied and whether the
+    corrector chose it (`intervention`), and how the episode went."""
+
+    seed: int
+    state: list = field(default_factory=list)
+    environment_state: list = field(default_factory=list)
+    action: list = field(default_factory=list)
+    intervention: list = field(default_factory=list)
+    success: bool = False
+    max_coverage: float = 0.0
+
+    @property
+    def steps(self) -> int:
+        return len(self.action)
+
+
 def evaluate_pusht(
     policy: Any,
     preprocessor: Callable[[dict], dict],
@@ -417,36 +492,47 @@ def evaluate_pusht(
     Episodes run `env_batch` at a time so the policy sees a batch; episode i is reset with seed
     `seed * 100_000 + i`, or with `seeds[i]` when `seeds` is given (e.g. the seeds of a dataset's
     episodes, to start from its start states; then `episodes` is `len(seeds)`). An episode ends at
-    success (coverage > 0.95) or after `max_steps`; a finished env is not stepped again and its row
-    of the batch is ignored. Returns the success rate, the mean over episodes of the episode's
-    maximum coverage, the throughput (successes per 1000 environment steps) and, per episode,
-    success, maximum coverage and steps taken.
+    success (coverage > 0.95) or after `max_steps`. Returns the success rate, the mean over episodes
+    of the episode's maximum coverage, the throughput (successes per 1000 environment steps) and,
+    per episode, success, maximum coverage and steps taken.
     """
     reset_seeds = [seed * 100_000 + i for i in range(episodes)] if seeds is None else list(seeds)
-    episodes = len(reset_seeds)
-    successes: list[bool] = []
-    max_coverages: list[float] = []
-    steps: list[int] = []
-    policy.eval()
-    with tqdm(total=episodes, desc=desc, unit="episode") as bar:
-        for first in range(0, episodes, env_batch):
-            batch_seeds = reset_seeds[first : first + env_batch]
-            batch_success, batch_coverage, batch_steps = _rollout_batch(
-                policy, preprocessor, postprocessor, batch_seeds, max_steps
-            )
-            successes += batch_success
-            max_coverages += batch_coverage
-            steps += batch_steps
-            bar.update(len(batch_seeds))
+    rollouts = roll_out_pusht(policy, preprocessor, postprocessor, reset_seeds, env_batch, max_steps, desc)
+    successes = [episode.success for episode in rollouts]
+    steps = [episode.steps for episode in rollouts]
     return {
-        "episodes": episodes,
+        "episodes": len(rollouts),
         "success_rate": float(np.mean(successes)),
-        "mean_max_coverage": float(np.mean(max_coverages)),
+        "mean_max_coverage": float(np.mean([episode.max_coverage for episode in rollouts])),
         "successes_per_1000_steps": 1000.0 * sum(successes) / sum(steps),
-        "successes": [bool(s) for s in successes],
-        "max_coverages": [round(float(c), 4) for c in max_coverages],
+        "successes": successes,
+        "max_coverages": [round(episode.max_coverage, 4) for episode in rollouts],
         "steps": steps,
     }
+
+
+def roll_out_pusht(
+    policy: Any,
+    preprocessor: Callable[[dict], dict],
+    postprocessor: Callable[[Any], Any],
+    seeds: Sequence[int],
+    env_batch: int = 10,
+    max_steps: int = EVAL_MAX_STEPS,
+    desc: str = "rollouts",
+    corrections: Corrections | None = None,
+) -> list[RolloutEpisode]:
+    """One recorded gym-pusht episode per reset seed, `env_batch` envs at a time, the policy in eval
+    mode; with `corrections`, a scripted corrector takes over where the policy stalls."""
+    policy.eval()
+    rollouts: list[RolloutEpisode] = []
+    with tqdm(total=len(seeds), desc=desc, unit="episode") as bar:
+        for first in range(0, len(seeds), env_batch):
+            batch_seeds = list(seeds[first : first + env_batch])
+            rollouts += _rollout_batch(
+                policy, preprocessor, postprocessor, batch_seeds, max_steps, corrections
+            )
+            bar.update(len(batch_seeds))
+    return rollouts
 
 
 def _rollout_batch(
@@ -455,13 +541,18 @@ def _rollout_batch(
     postprocessor: Callable[[Any], Any],
     seeds: list[int],
     max_steps: int,
-) -> tuple[list[bool], list[float], list[int]]:
+    corrections: Corrections | None,
+) -> list[RolloutEpisode]:
+    """Episodes of `seeds` side by side; a finished env is not stepped again and its row of the
+    policy's batch is ignored. When a corrector hands back, the policy's action queue is cleared
+    (for the whole batch: LeRobot's queue is shared) so it acts on what it now sees."""
     envs = [make_env(max_steps) for _ in seeds]
     observations = [env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)]
+    episodes = [RolloutEpisode(seed=s) for s in seeds]
+    correctors = (
+        [_Corrector(env, corrections, s) for env, s in zip(envs, seeds, strict=True)] if corrections else None
+    )
     active = [True] * len(envs)
-    success = [False] * len(envs)
-    coverage = [0.0] * len(envs)
-    steps = [0] * len(envs)
     policy.reset()
     with torch.inference_mode():
         for _ in range(max_steps):
@@ -475,17 +566,30 @@ def _rollout_batch(
                     np.stack([o["environment_state"] for o in observations]), dtype=torch.float32
                 ),
             }
-            actions = postprocessor(policy.select_action(preprocessor(batch)))
-            actions = actions.detach().cpu().numpy()
+            actions = postprocessor(policy.select_action(preprocessor(batch))).detach().cpu().numpy()
+            handed_back = False
             for i, env in enumerate(envs):
                 if not active[i]:
                     continue
-                observations[i], _, terminated, truncated, info = env.step(actions[i])
-                steps[i] += 1
-                coverage[i] = max(coverage[i], float(info["coverage"]))
+                episode, action, corrected = episodes[i], actions[i], False
+                if correctors is not None and correctors[i].drives(episode.max_coverage):
+                    expert_action = correctors[i].act()
+                    corrected = expert_action is not None
+                    action = expert_action if corrected else action
+                    handed_back |= correctors[i].left == 0
+                episode.state.append(np.asarray(observations[i]["agent_pos"], dtype=np.float32))
+                episode.environment_state.append(
+                    np.asarray(observations[i]["environment_state"], dtype=np.float32)
+                )
+                episode.action.append(np.asarray(action, dtype=np.float32))
+                episode.intervention.append(corrected)
+                observations[i], _, terminated, truncated, info = env.step(action)
+                episode.max_coverage = max(episode.max_coverage, float(info["coverage"]))
                 if terminated or truncated:
-                    success[i] = bool(info["is_success"])
+                    episode.success = bool(info["is_success"])
                     active[i] = False
+            if handed_back:
+                policy.reset()
     for env in envs:
         env.close()
-    return success, coverage, steps
+    return episodes

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -202,6 +203,80 @@ def test_actvantage_vs_act_quick(tmp_path):
     assert merged["seeds"] == [0, 1] and merged["summary"]["act_all"]["seeds"] == 2
     assert merged["value_model"] == json.loads(outputs[1].read_text())["value_model"]
     assert merged_path.with_suffix(".png").stat().st_size > 0
+
+
+class _StandStill:
+    """A policy that commands the agent to stay where it is: it never moves the block."""
+
+    def __init__(self):
+        self.resets = 0
+
+    def eval(self):
+        return self
+
+    def reset(self):
+        self.resets += 1
+
+    def select_action(self, batch):
+        return batch["observation.state"]
+
+
+def test_corrections_take_over_where_the_policy_stalls():
+    """The corrector drives `duration` steps once coverage has not risen for `patience` steps, at most
+    `max_takeovers` times; the policy's queue is cleared each time control comes back."""
+    policy = _StandStill()
+    rules = common.Corrections(patience=5, duration=8, max_takeovers=2)
+    identity = lambda x: x  # noqa: E731
+    (corrected,) = common.roll_out_pusht(policy, identity, identity, [3], max_steps=60, corrections=rules)
+    (plain,) = common.roll_out_pusht(policy, identity, identity, [3], max_steps=60)
+    assert plain.steps == corrected.steps == 60 and not any(plain.intervention)
+    assert sum(corrected.intervention) == 16 and corrected.intervention[:5] == [False] * 5
+    runs = "".join("x" if flag else "." for flag in corrected.intervention).split(".")
+    assert sorted(len(run) for run in runs if run) == [8, 8]
+    assert policy.resets == 2 + 2  # one per episode, one per hand-back
+    # The expert's actions move the agent; the standing policy's do not.
+    taken = np.flatnonzero(corrected.intervention)
+    moved = [np.linalg.norm(corrected.action[i] - corrected.state[i]) for i in taken]
+    assert max(moved) > 1.0 and all(
+        np.allclose(corrected.action[i], corrected.state[i])
+        for i in range(60)
+        if not corrected.intervention[i]
+    )
+
+
+def test_recap_quick(tmp_path):
+    """Every arm runs round 0 and round 1 on its own data: what it collected in round 0 (with
+    corrections) is in its round-1 data; filtered BC trains on successes and corrections only; the
+    summary compares each round with filtered BC of that round, of round 0, and with the last round."""
+    output = tmp_path / "recap.json"
+    run_benchmark("bench_recap.py", "--data-dir", str(tmp_path / "data"), "--output", str(output))
+    results = json.loads(output.read_text())
+    arms = ["act_all", "filtered_bc", *(["rabc"] if HAS_SAMPLE_WEIGHTING else []), "actvantage"]
+    assert results["complete"] and list(results["per_seed"]["0"]) == arms and results["threads"] == 1
+    for arm, rounds in results["per_seed"]["0"].items():
+        first, second = rounds
+        assert [first["round"], second["round"]] == [0, 1] and "collected" not in second
+        collected = first["collected"]
+        assert collected["episodes"] == 2 and collected["intervention_frames"] > 0
+        assert second["episodes"] == first["episodes"] + 2
+        assert second["frames"] == first["frames"] + collected["env_steps"]
+        assert second["intervention_frames"] == collected["intervention_frames"]
+        labels = ["actvantage", "actvantage_beta1.5"] if arm == "actvantage" else [arm]
+        assert list(second["eval"]) == labels and second["eval"][arm]["episodes"] == 2
+    filtered, everything = results["per_seed"]["0"]["filtered_bc"], results["per_seed"]["0"]["act_all"]
+    assert 0 < filtered[1]["train_frames"] < everything[1]["train_frames"] == everything[1]["frames"]
+    summary = results["summary"]
+    assert set(summary["rounds"]) == {"0", "1"} and "actvantage_beta1.5" in summary["rounds"]["1"]
+    assert "minus_filtered_bc" in summary["rounds"]["1"]["actvantage"]["success_rate"]
+    assert set(summary["vs_round0_filtered_bc"]["filtered_bc"]) == {"1"}
+    assert set(summary["vs_previous_round"]["actvantage"]["1"]) == set(closed_loop_stats_metrics())
+    assert output.with_suffix(".png").stat().st_size > 0
+
+
+def closed_loop_stats_metrics() -> list[str]:
+    import closed_loop_stats
+
+    return list(closed_loop_stats.METRICS)
 
 
 def test_closed_loop_summary_intervals_paired_differences_and_throughput():

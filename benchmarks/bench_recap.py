@@ -1,0 +1,609 @@
+"""RECAP from experience on PushT: do policies improve from their own rollouts, round after round?
+(issue 18, SPEC §7)
+
+Round 0 data (keypoint observations, hand speed 40) is a weak start where filtering alone cannot be
+enough: by default 40 `clean` demonstrations and 80 `giveup` ones, whose first 10-50 steps are the
+clean expert's good pushes before it wanders off. Each (arm, training seed) then runs on its own:
+  round r   train the arm from scratch (same steps for every arm and round) on the round-0 data plus
+            every episode it collected itself; evaluate it in gym-pusht; unless it is the last
+            round, roll it out for --rollout-episodes episodes (start states shared by every arm of
+            the same seed and round), a scripted corrector taking over where the policy stalls
+            (`common.Corrections`: the clean expert after --patience steps without progress, for
+            --correction-steps steps; those frames are interventions), and add those episodes
+Arms (ACT settings as bench_actvantage_vs_act: the fast small ACT, batch 256, cosine lr):
+  act_all       LeRobot's ACT on everything collected
+  filtered_bc   LeRobot's ACT on the successful episodes and the corrections only: iterated, it is
+                self-imitation, the simplest thing a user can do with outcomes and no value model
+  rabc          RewACT (reward_loss_weight 0) on everything, weighted by LeRobot 0.6's RA-BC over
+                the progress of a value model trained on this round's data (LeRobot >= 0.6)
+  actvantage    ACTvantage on everything, conditioned on Monte Carlo advantages of a value model
+                trained on this round's data (30 % positive per task, corrections forced positive);
+                evaluated at beta 1 (which also collects) and at --guided-beta
+The value model is RewACT on pi*0.6 targets (success: rises to 1, failure: stays low), trained on
+all of this round's data for --value-steps. Every evaluation uses the same --eval-episodes reset
+seeds, so arms and rounds are paired episode by episode. Reported per round and arm, over seeds x
+episodes with 95 % hierarchical bootstrap intervals: success rate, mean max coverage, successes per
+1000 environment steps and steps to success; paired differences from filtered BC of the same round,
+from filtered BC of round 0 (the clean-demonstration policy), and from the arm's previous round.
+
+    python benchmarks/bench_recap.py --workers 2 --output benchmarks/results/recap.json
+    python benchmarks/bench_recap.py --quick     # seconds; checks the pipeline only
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import queue
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lerobot_policy_rewact import RewACTConfig, RewACTPolicy
+from rewact_tools import compute_advantages, load_episode_outcomes, make_pre_post_processors, pistar_returns
+from rewact_tools.atomic import write_json
+from rewact_tools.lerobot_compat import HAS_SAMPLE_WEIGHTING
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import closed_loop_stats  # noqa: E402
+from bench_actvantage_vs_act import build_arm, policy_settings, rabc_weighter  # noqa: E402
+from common import (  # noqa: E402
+    DATA_DIR,
+    LR_SCHEDULES,
+    Corrections,
+    Frames,
+    RolloutEpisode,
+    TrainSettings,
+    add_dataset_arguments,
+    evaluate_pusht,
+    load_frames,
+    pusht_dataset,
+    roll_out_pusht,
+    train_policy,
+)
+
+KEYS = ("observation.state", "observation.environment_state")
+DEFAULT_MIX = "clean=40,giveup=80"
+ARMS = ("act_all", "filtered_bc", "rabc", "actvantage")
+REFERENCE_ARM = "filtered_bc"
+VALUE_ARMS = ("rabc", "actvantage")
+
+
+# ------------------------------------------------------------------------------------------------
+# Experience: round-0 episodes plus an arm's own rollouts, as in-memory frames
+
+
+def dataset_episodes(dataset, outcomes: dict[int, bool | None]) -> list[RolloutEpisode]:
+    """The round-0 dataset's episodes in rollout form (no interventions: demonstrations are unlabelled)."""
+    frames = load_frames(dataset, KEYS)
+    episodes = []
+    for episode in sorted(outcomes):
+        rows = frames.rows_of([episode])
+        episodes.append(
+            RolloutEpisode(
+                seed=-1,
+                state=list(frames.observations["observation.state"][rows].numpy()),
+                environment_state=list(frames.observations["observation.environment_state"][rows].numpy()),
+                action=list(frames.action[rows].numpy()),
+                intervention=[False] * len(rows),
+                success=bool(outcomes[episode]),
+            )
+        )
+    return episodes
+
+
+class Experience:
+    """Every episode an arm trains on: frames in memory, their frame table, outcomes and corrections."""
+
+    def __init__(self, episodes: list[RolloutEpisode]):
+        lengths = torch.tensor([episode.steps for episode in episodes])
+        ends = torch.cumsum(lengths, 0)
+        self.frames = Frames(
+            observations={
+                "observation.state": _stack(episodes, "state"),
+                "observation.environment_state": _stack(episodes, "environment_state"),
+            },
+            action=_stack(episodes, "action"),
+            index=torch.arange(int(ends[-1])),
+            episode_index=torch.arange(len(episodes)).repeat_interleave(lengths),
+            episode_end=ends.repeat_interleave(lengths),
+            image_keys=frozenset(),
+        )
+        self.table = pd.DataFrame(
+            {
+                "index": self.frames.index.numpy(),
+                "episode_index": self.frames.episode_index.numpy(),
+                "frame_index": np.concatenate([np.arange(length) for length in lengths.tolist()]),
+                "task_index": 0,
+            }
+        )
+        self.outcomes = {i: episode.success for i, episode in enumerate(episodes)}
+        intervention = np.concatenate([np.asarray(episode.intervention, dtype=bool) for episode in episodes])
+        self.intervention_index = self.frames.index.numpy()[intervention]
+
+    def filtered_rows(self) -> torch.Tensor:
+        """Rows of the successful episodes and of every correction (filtered BC's training set)."""
+        succeeded = [episode for episode, success in self.outcomes.items() if success]
+        rows = self.frames.rows_of(succeeded) if succeeded else torch.zeros(0, dtype=torch.long)
+        return torch.unique(torch.cat([rows, torch.from_numpy(self.intervention_index)]))
+
+
+def _stack(episodes: list[RolloutEpisode], field: str) -> torch.Tensor:
+    return torch.from_numpy(
+        np.concatenate([np.stack(getattr(e, field)) for e in episodes]).astype(np.float32)
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# One round of one arm
+
+
+def value_model_values(args, dataset, experience: Experience, seed: int, desc: str) -> pd.DataFrame:
+    """RewACT trained on this experience's pi*0.6 targets, and its value of every frame."""
+    returns = pistar_returns(experience.table, experience.outcomes, max_length=_max_length(args))
+    config = RewACTConfig(
+        **{**policy_settings(args, dataset), "dropout": args.value_dropout},
+        reward_source="dataset",
+        optimizer_lr=args.value_lr,
+    )
+    preprocessor, _ = make_pre_post_processors(config, dataset.meta.stats)
+    torch.manual_seed(seed)
+    policy = RewACTPolicy(config)
+    frames = experience.frames
+    reward = frames.extra_by_index(returns["index"].to_numpy(), returns["value_target"].to_numpy()).float()
+    train_policy(
+        policy,
+        preprocessor,
+        frames,
+        torch.arange(len(frames)),
+        TrainSettings(steps=args.value_steps, batch_size=args.batch_size, lr=args.value_lr, seed=seed),
+        extras={"reward": reward},
+        desc=desc,
+    )
+    policy.eval()
+    values = [
+        policy.predict_value(preprocessor(frames.batch(rows, config.chunk_size)))
+        for rows in torch.arange(len(frames)).split(1024)
+    ]
+    return experience.table[["index", "episode_index", "frame_index"]].assign(value=torch.cat(values).numpy())
+
+
+def train_arm(args, arm: str, seed: int, dataset, experience: Experience, scratch: Path, desc: str) -> tuple:
+    """The arm's policy and processors trained on `experience`, and what it trained on."""
+    policy, preprocessor, postprocessor = build_arm(args, arm, seed, dataset, policy_settings(args, dataset))
+    frames = experience.frames
+    rows = experience.filtered_rows() if arm == REFERENCE_ARM else torch.arange(len(frames))
+    extras, weighter, info = {}, None, {"train_frames": len(rows)}
+    if arm in VALUE_ARMS:
+        values = value_model_values(args, dataset, experience, seed, f"{desc} value model")
+        if arm == "rabc":
+            extras = {"reward": torch.zeros(len(frames))}  # RA-BC reads progress; no value loss
+            weighter = rabc_weighter(values, policy, scratch)
+        else:
+            advantages = compute_advantages(
+                experience.table,
+                values,
+                experience.outcomes,
+                positive_fraction=args.positive_fraction,
+                max_length=_max_length(args),
+                human_index=experience.intervention_index,
+            )
+            extras = {
+                "advantage": frames.extra_by_index(
+                    advantages["index"].to_numpy(), advantages["positive"].to_numpy()
+                ).bool()
+            }
+            info["positive_fraction"] = round(float(advantages["positive"].mean()), 4)
+    settings = TrainSettings(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=seed, lr_schedule=args.lr_schedule
+    )
+    info |= train_policy(
+        policy, preprocessor, frames, rows, settings, extras=extras, desc=desc, sample_weighter=weighter
+    )
+    return policy, preprocessor, postprocessor, info
+
+
+def run_chain(args, arm: str, seed: int, dataset, base: list[RolloutEpisode], scratch: Path) -> list[dict]:
+    """Every round of one (arm, training seed): train, evaluate, collect; returns one dict per round."""
+    collected: list[RolloutEpisode] = []
+    rounds = []
+    for round_ in range(args.rounds + 1):
+        experience = Experience(base + collected)
+        desc = f"{arm} seed {seed} round {round_}"
+        policy, preprocessor, postprocessor, info = train_arm(
+            args, arm, seed, dataset, experience, scratch, desc
+        )
+        evaluations = {}
+        for beta in [1.0, args.guided_beta] if arm == "actvantage" else [None]:
+            if beta is not None:
+                policy.config.guidance_scale = beta
+            evaluations[_label(arm, beta)] = evaluate_pusht(
+                policy,
+                preprocessor,
+                postprocessor,
+                episodes=args.eval_episodes,
+                seed=args.eval_seed,
+                env_batch=args.env_batch,
+                max_steps=args.eval_max_steps,
+                desc=f"{desc} eval",
+            )
+        if arm == "actvantage":
+            policy.config.guidance_scale = 1.0
+        record = {
+            "round": round_,
+            "episodes": len(base) + len(collected),
+            "frames": len(experience.frames),
+            "intervention_frames": len(experience.intervention_index),
+            **info,
+            "eval": evaluations,
+        }
+        if round_ < args.rounds:
+            rollouts = roll_out_pusht(
+                policy,
+                preprocessor,
+                postprocessor,
+                collection_seeds(args, seed, round_),
+                env_batch=args.env_batch,
+                max_steps=args.eval_max_steps,
+                desc=f"{desc} collect",
+                corrections=args.corrections,
+            )
+            collected += rollouts
+            record["collected"] = {
+                "episodes": len(rollouts),
+                "successes": sum(episode.success for episode in rollouts),
+                "corrected_episodes": sum(any(episode.intervention) for episode in rollouts),
+                "intervention_frames": sum(sum(episode.intervention) for episode in rollouts),
+                "env_steps": sum(episode.steps for episode in rollouts),
+            }
+        print(f"  {desc}: {_round_line(record)}", flush=True)
+        rounds.append(record)
+    return rounds
+
+
+def collection_seeds(args, seed: int, round_: int) -> list[int]:
+    """Reset seeds of one round's collection: shared by every arm of a seed, apart from the
+    evaluation's (which use `eval_seed * 100_000 + i`)."""
+    first = 10_000_000 + seed * 100_000 + round_ * 1_000
+    return list(range(first, first + args.rollout_episodes))
+
+
+def _label(arm: str, beta: float | None) -> str:
+    return arm if beta is None or beta == 1.0 else f"{arm}_beta{beta:g}"
+
+
+def _round_line(record: dict) -> str:
+    evaluation = ", ".join(
+        f"{label} success {result['success_rate']:.2f} coverage {result['mean_max_coverage']:.3f}"
+        for label, result in record["eval"].items()
+    )
+    collected = record.get("collected")
+    more = (
+        "" if collected is None else f"; collected {collected['successes']}/{collected['episodes']} successes"
+    )
+    return evaluation + more
+
+
+def _max_length(args) -> int | None:
+    """Quick runs' data has no success long enough to set L_max; the step limit does it then."""
+    return args.max_steps if args.quick else None
+
+
+# ------------------------------------------------------------------------------------------------
+# Jobs: every (arm, seed) chain in a pool of worker processes
+
+_worker: dict = {}
+
+
+def load_data(args, workers: int = 1) -> tuple:
+    """The round-0 dataset (generated by `workers` processes on first use) and its episodes."""
+    dataset = pusht_dataset(
+        args.mix, args.seed, args.max_steps, args.data_dir, args.hand_speed, with_image=False, workers=workers
+    )
+    return dataset, dataset_episodes(dataset, load_episode_outcomes(dataset))
+
+
+def _start_worker(args, directory: Path) -> None:
+    torch.set_num_threads(args.threads)
+    dataset, base = load_data(args)
+    _worker.update(args=args, dataset=dataset, base=base, directory=directory)
+
+
+def _chain_job(arm: str, seed: int) -> list[dict]:
+    scratch = _worker["directory"] / f"{arm}_seed{seed}"
+    scratch.mkdir()
+    return run_chain(_worker["args"], arm, seed, _worker["dataset"], _worker["base"], scratch)
+
+
+def run_jobs(args, on_chain) -> None:
+    """Every (arm, seed) chain in `args.workers` spawned processes; `on_chain(arm, seed, rounds)`
+    receives each as it finishes. A failed chain stops the run."""
+    finished: queue.Queue = queue.Queue()
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        multiprocessing.get_context("spawn").Pool(
+            args.workers, initializer=_start_worker, initargs=(args, Path(directory))
+        ) as pool,
+    ):
+        for seed in args.seeds:
+            for arm in args.arms:
+                pool.apply_async(
+                    _chain_job,
+                    (arm, seed),
+                    callback=lambda rounds, key=(arm, seed): finished.put((key, rounds)),
+                    error_callback=lambda error, key=(arm, seed): finished.put((key, error)),
+                )
+        for _ in range(len(args.seeds) * len(args.arms)):
+            key, result = finished.get()
+            if isinstance(result, BaseException):
+                raise RuntimeError(f"benchmark chain {key} failed") from result
+            on_chain(*key, result)
+        pool.close()
+        pool.join()
+
+
+# ------------------------------------------------------------------------------------------------
+# Summary, plot, table
+
+
+def evaluations_by_seed(per_seed: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """`{seed: {"<label>@<round>": evaluation}}` over every arm, variant and round."""
+    return {
+        seed: {
+            f"{label}@{record['round']}": evaluation
+            for rounds in arms.values()
+            for record in rounds
+            for label, evaluation in record["eval"].items()
+        }
+        for seed, arms in per_seed.items()
+    }
+
+
+def compare(flat: dict[str, dict], label: str, reference: str) -> dict:
+    """`label` against `reference` (both `<label>@<round>`), paired by seed and episode."""
+    pair = {
+        seed: {label: evaluations[label], reference: evaluations[reference]}
+        for seed, evaluations in flat.items()
+    }
+    entry = closed_loop_stats.summarise(pair, reference)[label]
+    return {metric: entry[metric]["minus_" + reference] for metric in closed_loop_stats.METRICS}
+
+
+def summarise(per_seed: dict[str, dict], rounds: int) -> dict:
+    """Per round, every arm's statistics and its paired difference from filtered BC of that round;
+    each arm's difference from filtered BC of round 0 and from its own previous round."""
+    flat = evaluations_by_seed(per_seed)
+    labels = sorted({key.rsplit("@", 1)[0] for evaluations in flat.values() for key in evaluations})
+    summary: dict = {"rounds": {}, "vs_round0_filtered_bc": {}, "vs_previous_round": {}}
+    for round_ in range(rounds + 1):
+        keys = [f"{label}@{round_}" for label in labels]
+        in_round = {
+            seed: {key.rsplit("@", 1)[0]: evaluations[key] for key in keys}
+            for seed, evaluations in flat.items()
+        }
+        reference = REFERENCE_ARM if REFERENCE_ARM in labels else None
+        summary["rounds"][str(round_)] = closed_loop_stats.summarise(in_round, reference)
+    for label in labels:
+        if REFERENCE_ARM in labels and not (label == REFERENCE_ARM and rounds == 0):
+            summary["vs_round0_filtered_bc"][label] = {
+                str(round_): compare(flat, f"{label}@{round_}", f"{REFERENCE_ARM}@0")
+                for round_ in range(rounds + 1)
+                if (label, round_) != (REFERENCE_ARM, 0)
+            }
+        summary["vs_previous_round"][label] = {
+            str(round_): compare(flat, f"{label}@{round_}", f"{label}@{round_ - 1}")
+            for round_ in range(1, rounds + 1)
+        }
+    return summary
+
+
+PLOTTED = ("success_rate", "mean_max_coverage", "successes_per_1000_steps")
+
+
+def plot_results(results: dict, path: Path) -> None:
+    """Per metric, each arm's mean over seeds x episodes by round, with its 95 % interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = results["summary"]["rounds"]
+    labels = list(rounds["0"])
+    figure, axes = plt.subplots(1, len(PLOTTED), figsize=(5.2 * len(PLOTTED), 4.4))
+    for axis, metric in zip(axes, PLOTTED, strict=True):
+        for colour, label in enumerate(labels):
+            x = np.arange(len(rounds)) + (colour - len(labels) / 2) * 0.04
+            means = np.array([rounds[r][label][metric]["mean"] for r in rounds])
+            intervals = np.array([rounds[r][label][metric]["ci95"] for r in rounds])
+            axis.errorbar(
+                x,
+                means,
+                yerr=[means - intervals[:, 0], intervals[:, 1] - means],
+                marker="o",
+                capsize=3,
+                color=f"C{colour}",
+                label=label,
+            )
+        axis.set_xticks(range(len(rounds)), [f"round {r}" for r in rounds])
+        axis.set_ylabel(f"{metric.replace('_', ' ')} (95 % interval)")
+        axis.legend(fontsize=7)
+    figure.suptitle(
+        f"RECAP rounds on PushT ({results['dataset']['mix']}): {len(results['seeds'])} seeds x "
+        f"{results['eval']['episodes_per_seed']} episodes, {results['steps']} steps per round"
+    )
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def print_table(results: dict) -> None:
+    print(
+        f"threads={results['threads']} workers={results['workers']} seeds={results['seeds']} "
+        f"steps={results['steps']} rounds={results['rounds']} eval episodes/seed="
+        f"{results['eval']['episodes_per_seed']} mix={results['dataset']['mix']} "
+        f"wall={results['wall_seconds']} s"
+    )
+    for round_, summary in results["summary"]["rounds"].items():
+        print(f"round {round_} (differences: vs {REFERENCE_ARM} of this round)")
+        closed_loop_stats.print_summary(summary, REFERENCE_ARM)
+    for title in ("vs_round0_filtered_bc", "vs_previous_round"):
+        print(title)
+        for label, by_round in results["summary"][title].items():
+            for round_, metrics in by_round.items():
+                cells = "  ".join(
+                    f"{metric} {difference['mean']} {difference['ci95']}"
+                    + (" *" if difference["larger_than_interval"] else "")
+                    for metric, difference in metrics.items()
+                    if metric in ("success_rate", "successes_per_1000_steps")
+                )
+                print(f"  {label:<18} round {round_}: {cells}")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny data and model, 2 eval episodes (seconds)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker (default 1)")
+    parser.add_argument("--workers", type=int, default=1, help="processes running (arm, seed) chains")
+    parser.add_argument("--seed", type=int, default=0, help="round-0 dataset seed")
+    parser.add_argument("--seeds", default=None, help="training seeds, comma-separated (default 0,1,2)")
+    parser.add_argument(
+        "--arms",
+        default=None,
+        help=f"comma-separated, of {', '.join(ARMS)} (default: all; rabc needs LeRobot >= 0.6)",
+    )
+    add_dataset_arguments(parser, default_mix=DEFAULT_MIX)
+    parser.add_argument("--rounds", type=int, default=None, help="rounds after round 0 (default 2)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="policy training steps per round (default 3000)"
+    )
+    parser.add_argument(
+        "--value-steps", type=int, default=None, help="value-model steps per round (default 1500)"
+    )
+    parser.add_argument("--value-lr", type=float, default=4e-4)
+    parser.add_argument("--value-dropout", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine")
+    parser.add_argument("--positive-fraction", type=float, default=0.3)
+    parser.add_argument("--guided-beta", type=float, default=1.5, help="ACTvantage's guided evaluation")
+    parser.add_argument("--rollout-episodes", type=int, default=None, help="collected per round (default 50)")
+    parser.add_argument(
+        "--corrections", action=argparse.BooleanOptionalAction, default=True, help="scripted corrections"
+    )
+    parser.add_argument("--patience", type=int, default=25, help="steps without progress before a correction")
+    parser.add_argument("--correction-steps", type=int, default=30, help="steps the corrector drives")
+    parser.add_argument(
+        "--eval-episodes", type=int, default=None, help="per arm, seed and round (default 50)"
+    )
+    parser.add_argument("--eval-seed", type=int, default=7)
+    parser.add_argument(
+        "--eval-max-steps", type=int, default=None, help="step cap of evaluation and collection (300)"
+    )
+    parser.add_argument("--env-batch", type=int, default=10)
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument("--output", type=Path, default=None, help="results JSON (a PNG beside it)")
+    args = parser.parse_args()
+    defaults = {
+        "seeds": "0" if args.quick else "0,1,2",
+        "mix": "clean=4,giveup=4" if args.quick else DEFAULT_MIX,
+        "max_steps": 160 if args.quick else 300,
+        "rounds": 1 if args.quick else 2,
+        "steps": 4 if args.quick else 3000,
+        "value_steps": 4 if args.quick else 1500,
+        "rollout_episodes": 2 if args.quick else 50,
+        "eval_episodes": 2 if args.quick else 50,
+        "eval_max_steps": 40 if args.quick else 300,
+        "arms": ",".join(arm for arm in ARMS if arm != "rabc" or HAS_SAMPLE_WEIGHTING),
+    }
+    for name, value in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.quick:
+        args.batch_size = min(args.batch_size, 8)
+        args.env_batch = min(args.env_batch, 2)
+        args.patience = min(args.patience, 3)
+        args.correction_steps = min(args.correction_steps, 5)
+    args.seeds = [int(seed) for seed in str(args.seeds).split(",")]
+    args.arms = args.arms.split(",")
+    unknown = [arm for arm in args.arms if arm not in ARMS]
+    if unknown:
+        parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
+    if "rabc" in args.arms and not HAS_SAMPLE_WEIGHTING:
+        parser.error("the rabc arm needs LeRobot >= 0.6 (sample_weighting); leave it out with --arms")
+    if args.workers < 1 or args.rounds < 0:
+        parser.error("--workers must be at least 1 and --rounds at least 0")
+    args.corrections = (
+        Corrections(patience=args.patience, duration=args.correction_steps) if args.corrections else None
+    )
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    dataset, base = load_data(args, workers=args.workers)
+    results = {
+        "benchmark": "recap",
+        "date": date.today().isoformat(),
+        "quick": args.quick,
+        "threads": args.threads,
+        "workers": args.workers,
+        "dataset": {
+            "mix": args.mix,
+            "seed": args.seed,
+            "max_steps": args.max_steps,
+            "episodes": len(base),
+            "frames": sum(episode.steps for episode in base),
+            "success_rate": float(np.mean([episode.success for episode in base])),
+        },
+        "model": {k: v for k, v in policy_settings(args, dataset).items() if "features" not in k},
+        "arms": args.arms,
+        "rounds": args.rounds,
+        "steps": args.steps,
+        "value_steps": args.value_steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "positive_fraction": args.positive_fraction,
+        "rollout_episodes": args.rollout_episodes,
+        "corrections": None if args.corrections is None else vars(args.corrections),
+        "eval": {
+            "episodes_per_seed": args.eval_episodes,
+            "seed": args.eval_seed,
+            "max_steps": args.eval_max_steps,
+        },
+        "seeds": args.seeds,
+        "complete": False,
+        "per_seed": {},
+    }
+
+    def on_chain(arm: str, seed: int, rounds: list[dict]) -> None:
+        per_seed = results["per_seed"].setdefault(str(seed), {})
+        per_seed[arm] = rounds
+        results["per_seed"][str(seed)] = {name: per_seed[name] for name in args.arms if name in per_seed}
+        results["wall_seconds"] = round(time.perf_counter() - started, 1)
+        if args.output:  # after every chain, so a stopped run keeps what it finished
+            write_json(args.output, results)
+
+    run_jobs(args, on_chain)
+    results |= {"summary": summarise(results["per_seed"], args.rounds), "complete": True}
+    results["wall_seconds"] = round(time.perf_counter() - started, 1)
+    if args.output:
+        write_json(args.output, results)
+        plot_results(results, args.output.with_suffix(".png"))
+    print_table(results)
+    if args.output:
+        print(f"results: {args.output}\nplot: {args.output.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
