@@ -70,8 +70,23 @@ _EXPORTS = {
         "write_progress_file",
     ),
     "rewact_tools.returns": ("dataset_frames", "pistar_returns"),
+    "rewact_tools.rollouts": (
+        "CorrectionSettings",
+        "EpisodeRecord",
+        "PolicyRunner",
+        "ProgressModel",
+        "ROLLOUTS_SIDECAR",
+        "RolloutSettings",
+        "collect_rollouts",
+        "make_env_spec",
+    ),
     "rewact_tools.reward_dataset": ("LeRobotDatasetWithReward",),
-    "rewact_tools.values": ("VALUE_COLUMNS", "check_features_match", "compute_values"),
+    "rewact_tools.values": (
+        "VALUE_COLUMNS",
+        "check_features_match",
+        "check_input_features",
+        "compute_values",
+    ),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -198,7 +198,11 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+def add_policy_arguments(
+    parser: argparse.ArgumentParser, batch_size: int = 64, batch_help: str = "frames per inference batch"
+) -> argparse._ArgumentGroup:
+    """`--policy-path`, `--device` and `--batch-size` (what one batch is: `batch_help`); returns the
+    group, for a script's own policy flags."""
     group = parser.add_argument_group("policy")
     group.add_argument(
         "--policy-path",
@@ -208,8 +212,9 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--device", default="cpu", help="torch device for inference (default: cpu)")
     group.add_argument(
-        "--batch-size", type=positive_int, default=64, help="frames per inference batch (default: 64)"
+        "--batch-size", type=positive_int, default=batch_size, help=f"{batch_help} (default: {batch_size})"
     )
+    return group
 
 
 def load_metadata(repo_id: str, root: Path | None) -> LeRobotDatasetMetadata:
@@ -291,6 +296,29 @@ def load_policy(path: Path, device: str) -> PreTrainedPolicy:
     policy = get_policy_class(config_type).from_pretrained(model_dir, config=config)
     policy.eval()
     return policy
+
+
+def load_policy_with_processors(path: Path, device: str) -> tuple[PreTrainedPolicy, Any, Any]:
+    """A policy checkpoint of any type with the pre- and post-processor saved beside it, on `device`,
+    loaded as `lerobot-eval` loads them."""
+    model_dir = checkpoint_model_dir(path)
+    from lerobot.policies.factory import make_pre_post_processors
+    from lerobot.utils.constants import POLICY_POSTPROCESSOR_DEFAULT_NAME, POLICY_PREPROCESSOR_DEFAULT_NAME
+
+    names = [f"{name}.json" for name in (POLICY_PREPROCESSOR_DEFAULT_NAME, POLICY_POSTPROCESSOR_DEFAULT_NAME)]
+    missing = [name for name in names if not (model_dir / name).is_file()]
+    if missing:
+        raise CliError(
+            f"{model_dir} has no saved processors ({', '.join(missing)} missing); LeRobot writes them "
+            "with every checkpoint since 0.4"
+        )
+    policy = load_policy(model_dir, device)
+    preprocessor, postprocessor = make_pre_post_processors(
+        policy.config,
+        pretrained_path=str(model_dir),
+        preprocessor_overrides={"device_processor": {"device": device}},
+    )
+    return policy, preprocessor, postprocessor
 
 
 def load_reward_model(path: Path, device: str) -> tuple[PreTrainedPolicy, Any]:

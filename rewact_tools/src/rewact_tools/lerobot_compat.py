@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 from lerobot.configs.train import TrainPipelineConfig
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from lerobot_policy_rewact.lerobot_compat import HAS_REWARD_MODELS, find_lerobot_name, module_exists
 
@@ -24,6 +26,8 @@ dataset_to_policy_features = find_lerobot_name(
     "dataset_to_policy_features", "lerobot.utils.feature_utils", "lerobot.datasets.utils"
 )
 cycle = find_lerobot_name("cycle", "lerobot.utils.utils", "lerobot.datasets.utils")
+DEFAULT_FEATURES = find_lerobot_name("DEFAULT_FEATURES", "lerobot.utils.constants", "lerobot.datasets.utils")
+"""The features LeRobot adds to every dataset itself (`timestamp`, `frame_index`, `index`, ...)."""
 ImageTransforms = find_lerobot_name("ImageTransforms", "lerobot.transforms", "lerobot.datasets.transforms")
 get_step_checkpoint_dir = find_lerobot_name("get_step_checkpoint_dir", *_TRAIN_UTILS)
 get_step_identifier = find_lerobot_name("get_step_identifier", *_TRAIN_UTILS)
@@ -38,6 +42,19 @@ before. The flag is `--<EVAL_FREQ_FIELD>`."""
 _OTHER_EVAL_FREQ_FIELD = "eval_freq" if EVAL_FREQ_FIELD == "env_eval_freq" else "env_eval_freq"
 HAS_SAMPLE_WEIGHTING = "sample_weighting" in _TRAIN_FIELDS
 """LeRobot 0.6 weights training samples (RA-BC) through `--sample_weighting.*`; 0.4 had `--use_rabc`."""
+
+
+def open_dataset_for_append(repo_id: str, root: Path) -> LeRobotDataset:
+    """The local dataset at `root`, opened so that `add_frame`/`save_episode` append episodes to it.
+
+    LeRobot 0.6 has `LeRobotDataset.resume`; 0.4 has no such method and appends to a dataset opened
+    the ordinary way. Both write the new episodes into new data and episode-metadata files (the next
+    file index), never into the existing ones, and rewrite only `meta/info.json`, `meta/stats.json`
+    and `meta/tasks.parquet`.
+    """
+    if hasattr(LeRobotDataset, "resume"):
+        return LeRobotDataset.resume(repo_id, root=root)
+    return LeRobotDataset(repo_id, root=root)
 
 
 def eval_frequency(cfg: TrainPipelineConfig) -> int:

@@ -74,13 +74,19 @@ def check_features_match(config: Any, dataset: Any) -> None:
     A checkpoint trained on other data would otherwise fail deep inside the model (a missing key, a
     matrix-shape error) or, worse, run on a camera of the same name and another size.
     """
-    available = dataset_to_policy_features(dataset.meta.features)
     where = f"dataset {getattr(dataset, 'repo_id', '')} at {dataset.meta.root}"
+    check_input_features(config, dataset.meta.features, where)
+
+
+def check_input_features(config: Any, features: dict[str, dict], where: str) -> None:
+    """Raise unless the LeRobot dataset `features` (as in `info.json`) provide every input feature of
+    `config` with the same shape; `where` names their source in the message."""
+    available = dataset_to_policy_features(features)
     missing = sorted(key for key in config.input_features if key not in available)
     if missing:
         raise KeyError(
             f"{where} lacks the checkpoint's input feature(s) {missing}; the checkpoint needs "
-            f"{sorted(config.input_features)} and the dataset has {sorted(available)}"
+            f"{sorted(config.input_features)} and it has {sorted(available)}"
         )
     for key, feature in config.input_features.items():
         if tuple(available[key].shape) != tuple(feature.shape):

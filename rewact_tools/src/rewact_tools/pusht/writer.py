@@ -14,12 +14,12 @@ import multiprocessing
 from collections.abc import Iterator
 from pathlib import Path
 
-import datasets
 import numpy as np
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from tqdm import tqdm
 
 from rewact_tools.atomic import write_json
+from rewact_tools.dataset_progress import datasets_progress_bars_disabled
 from rewact_tools.outcomes import write_episode_outcomes
 from rewact_tools.pusht.config import GenerationConfig
 from rewact_tools.pusht.quality import SETTINGS
@@ -89,20 +89,17 @@ def generate_pusht_dataset(
     plan = config.episode_plan()
     results = []
     # `datasets` shows a bar per saved episode; one bar over episodes is what a reader wants here.
-    progress_bars_were_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        episodes = _rollouts(plan, config, with_image, workers)
-        for result in tqdm(episodes, total=len(plan), desc="PushT episodes", unit="episode"):
-            for frame in result.frames:
-                dataset.add_frame({**frame, "task": TASK})
-            dataset.save_episode()
-            result.frames = []
-            results.append(result)
-    finally:
-        dataset.finalize()
-        if progress_bars_were_enabled:
-            datasets.enable_progress_bars()
+    with datasets_progress_bars_disabled():
+        try:
+            episodes = _rollouts(plan, config, with_image, workers)
+            for result in tqdm(episodes, total=len(plan), desc="PushT episodes", unit="episode"):
+                for frame in result.frames:
+                    dataset.add_frame({**frame, "task": TASK})
+                dataset.save_episode()
+                result.frames = []
+                results.append(result)
+        finally:
+            dataset.finalize()
     write_episode_outcomes(root, {index: result.success for index, result in enumerate(results)})
     write_json(root / EPISODES_SIDECAR, _sidecar(config, results))
     return results
