@@ -55,7 +55,6 @@ SCRIPTS = (
     "evaluate_reward_model.py",
     "precompute_advantage.py",
     "visualise_advantages.py",
-    "collect_rollouts.py",
 )
 
 
