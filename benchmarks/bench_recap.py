@@ -8,7 +8,7 @@ clean expert's good pushes before it wanders off. Each (arm, training seed) then
             every episode it collected itself; evaluate it in gym-pusht; unless it is the last
             round, roll it out for --rollout-episodes episodes (start states shared by every arm of
             the same seed and round), a scripted corrector taking over where the policy stalls
-            (`common.Corrections`: the clean expert after --patience steps without progress, for
+            (`common.pusht_corrections`: the clean expert after --patience steps without progress, for
             --correction-steps steps; those frames are interventions), and add those episodes
 Arms (ACT settings as bench_actvantage_vs_act: the fast small ACT, batch 256, cosine lr):
   act_all       LeRobot's ACT on everything collected
@@ -56,13 +56,13 @@ from bench_actvantage_vs_act import build_arm, policy_settings, rabc_weighter  #
 from common import (  # noqa: E402
     DATA_DIR,
     LR_SCHEDULES,
-    Corrections,
     Frames,
     RolloutEpisode,
     TrainSettings,
     add_dataset_arguments,
     evaluate_pusht,
     load_frames,
+    pusht_corrections,
     pusht_dataset,
     roll_out_pusht,
     train_policy,
@@ -541,9 +541,7 @@ def parse_args() -> argparse.Namespace:
         parser.error("the rabc arm needs LeRobot >= 0.6 (sample_weighting); leave it out with --arms")
     if args.workers < 1 or args.rounds < 0:
         parser.error("--workers must be at least 1 and --rounds at least 0")
-    args.corrections = (
-        Corrections(patience=args.patience, duration=args.correction_steps) if args.corrections else None
-    )
+    args.corrections = pusht_corrections(args.patience, args.correction_steps) if args.corrections else None
     return args
 
 
@@ -575,7 +573,7 @@ def main() -> None:
         "lr": args.lr,
         "positive_fraction": args.positive_fraction,
         "rollout_episodes": args.rollout_episodes,
-        "corrections": None if args.corrections is None else vars(args.corrections),
+        "corrections": None if args.corrections is None else args.corrections.as_dict(),
         "eval": {
             "episodes_per_seed": args.eval_episodes,
             "seed": args.eval_seed,

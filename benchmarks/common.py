@@ -31,15 +31,13 @@ from rewact_tools.lerobot_compat import dataset_to_policy_features
 from rewact_tools.pusht import (
     EPISODES_SIDECAR,
     HAND_SPEED,
-    SETTINGS,
-    Demonstrator,
     GenerationConfig,
-    PlanningError,
-    PushTExpert,
     generate_pusht_dataset,
     make_env,
     parse_mix,
 )
+from rewact_tools.pusht.corrector import PushTCorrector
+from rewact_tools.rollouts import CorrectionSettings, EpisodeCorrections
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data" / "benchmarks"
@@ -405,57 +403,14 @@ def train_policy(
 # gym-pusht evaluation
 
 
-@dataclass(frozen=True)
-class Corrections:
-    """When a scripted corrector takes over from the policy in a closed-loop episode.
-
-    The clean expert (hand speed limited as in the demonstrations) takes over once the block's
-    coverage has not risen `min_rise` above its best for `patience` steps, drives for `duration`
-    steps, and hands back; at most `max_takeovers` times an episode. The stall signal is the env's
-    own coverage, a perfect progress detector, the same for every arm.
-    """
-
-    patience: int = 25
-    duration: int = 30
-    min_rise: float = 0.01
-    max_takeovers: int = 3
-
-
-class _Corrector:
-    """One env's corrector: watches coverage, and while it drives, returns the expert's actions."""
-
-    def __init__(self, env: Any, rules: Corrections, seed: int):
-        self.env, self.rules = env, rules
-        self.rng = np.random.default_rng(seed)
-        # No coverage is known before the first step: the first reading sets the best.
-        self.best, self.stalled, self.left, self.takeovers = -math.inf, 0, 0, 0
-        self.demonstrator: Demonstrator | None = None
-
-    def drives(self, coverage: float) -> bool:
-        """Whether the expert chooses the next action, given the coverage so far."""
-        if self.left > 0:
-            return True
-        if coverage > self.best + self.rules.min_rise:
-            self.best, self.stalled = coverage, 0
-            return False
-        self.stalled += 1
-        if self.stalled < self.rules.patience or self.takeovers >= self.rules.max_takeovers:
-            return False
-        expert = PushTExpert(self.env.unwrapped, self.rng)
-        self.demonstrator = Demonstrator(expert, SETTINGS["clean"], self.rng)
-        self.left, self.stalled = self.rules.duration, 0
-        self.takeovers += 1
-        return True
-
-    def act(self) -> np.ndarray | None:
-        """The expert's next action; None (and control back to the policy) when it cannot plan."""
-        try:
-            action = self.demonstrator.act().astype(np.float32)
-        except PlanningError:
-            self.left = 0
-            return None
-        self.left -= 1
-        return action
+def pusht_corrections(patience: int, duration: int, max_takeovers: int = 3) -> CorrectionSettings:
+    """The benchmarks' simulated corrections: the clean expert (`rewact_tools.pusht.corrector`) takes
+    over once the block's coverage has not risen 0.01 above its best for `patience` steps, drives
+    for `duration` steps and hands back, at most `max_takeovers` times an episode. The stall signal
+    is the env's own coverage, a perfect progress detector, the same for every arm."""
+    return CorrectionSettings(
+        stall_steps=patience, stall_epsilon=0.01, steps=duration, max_takeovers=max_takeovers
+    )
 
 
 @dataclass
@@ -519,7 +474,7 @@ def roll_out_pusht(
     env_batch: int = 10,
     max_steps: int = EVAL_MAX_STEPS,
     desc: str = "rollouts",
-    corrections: Corrections | None = None,
+    corrections: CorrectionSettings | None = None,
 ) -> list[RolloutEpisode]:
     """One recorded gym-pusht episode per reset seed, `env_batch` envs at a time, the policy in eval
     mode; with `corrections`, a scripted corrector takes over where the policy stalls."""
@@ -541,7 +496,7 @@ def _rollout_batch(
     postprocessor: Callable[[Any], Any],
     seeds: list[int],
     max_steps: int,
-    corrections: Corrections | None,
+    corrections: CorrectionSettings | None,
 ) -> list[RolloutEpisode]:
     """Episodes of `seeds` side by side; a finished env is not stepped again and its row of the
     policy's batch is ignored. When a corrector hands back, the policy's action queue is cleared
@@ -550,7 +505,12 @@ def _rollout_batch(
     observations = [env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)]
     episodes = [RolloutEpisode(seed=s) for s in seeds]
     correctors = (
-        [_Corrector(env, corrections, s) for env, s in zip(envs, seeds, strict=True)] if corrections else None
+        [
+            EpisodeCorrections(corrections, PushTCorrector(env.unwrapped, s), s)
+            for env, s in zip(envs, seeds, strict=True)
+        ]
+        if corrections
+        else None
     )
     active = [True] * len(envs)
     policy.reset()
@@ -567,16 +527,14 @@ def _rollout_batch(
                 ),
             }
             actions = postprocessor(policy.select_action(preprocessor(batch))).detach().cpu().numpy()
-            handed_back = False
             for i, env in enumerate(envs):
                 if not active[i]:
                     continue
-                episode, action, corrected = episodes[i], actions[i], False
-                if correctors is not None and correctors[i].drives(episode.max_coverage):
-                    expert_action = correctors[i].act()
-                    corrected = expert_action is not None
-                    action = expert_action if corrected else action
-                    handed_back |= correctors[i].left == 0
+                episode, action = episodes[i], actions[i]
+                expert_action = None if correctors is None else correctors[i].step(episode.max_coverage)
+                corrected = expert_action is not None
+                if corrected:
+                    action = expert_action
                 episode.state.append(np.asarray(observations[i]["agent_pos"], dtype=np.float32))
                 episode.environment_state.append(
                     np.asarray(observations[i]["environment_state"], dtype=np.float32)
@@ -588,8 +546,10 @@ def _rollout_batch(
                 if terminated or truncated:
                     episode.success = bool(info["is_success"])
                     active[i] = False
-            if handed_back:
+            if correctors is not None and any(c.policy_reset_due for c in correctors):
                 policy.reset()
+                for corrector in correctors:
+                    corrector.policy_reset_due = False
     for env in envs:
         env.close()
     return episodes

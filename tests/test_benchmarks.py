@@ -225,7 +225,7 @@ def test_corrections_take_over_where_the_policy_stalls():
     """The corrector drives `duration` steps once coverage has not risen for `patience` steps, at most
     `max_takeovers` times; the policy's queue is cleared each time control comes back."""
     policy = _StandStill()
-    rules = common.Corrections(patience=5, duration=8, max_takeovers=2)
+    rules = common.pusht_corrections(patience=5, duration=8, max_takeovers=2)
     identity = lambda x: x  # noqa: E731
     (corrected,) = common.roll_out_pusht(policy, identity, identity, [3], max_steps=60, corrections=rules)
     (plain,) = common.roll_out_pusht(policy, identity, identity, [3], max_steps=60)

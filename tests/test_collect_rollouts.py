@@ -282,6 +282,15 @@ def test_a_stall_in_progress_triggers_a_correction_for_m_steps_then_hands_back()
     assert corrections.step(0.38) is not None and corrections.takeovers == 2
 
 
+def test_takeovers_stop_at_the_per_episode_limit():
+    settings = CorrectionSettings(stall_steps=1, steps=1, max_takeovers=2)
+    corrections = EpisodeCorrections(settings, _Scripted(), 0)
+    driven = [corrections.step(0.0) is not None for _ in range(8)]
+    assert sum(driven) == 2 and corrections.takeovers == 2 and corrections.corrector.takeovers == 2
+    with pytest.raises(ValueError, match="max_takeovers must be at least 1"):
+        CorrectionSettings(stall_steps=1, max_takeovers=0)
+
+
 def test_stall_corrections_in_a_rollout(checkpoints, tmp_path):
     # The untrained reward model's progress barely moves: the corrector takes over once two steps
     # have passed without a rise, drives two steps, and hands back.

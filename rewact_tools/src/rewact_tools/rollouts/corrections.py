@@ -48,6 +48,8 @@ class CorrectionSettings:
     """Probability of taking over at each step the policy drives."""
     steps: int = 20
     """Steps the corrector drives once it takes over."""
+    max_takeovers: int | None = None
+    """Takeovers allowed per episode (None: no limit)."""
 
     def __post_init__(self):
         if self.stall_steps is not None and self.stall_steps < 1:
@@ -58,6 +60,10 @@ class CorrectionSettings:
             raise ValueError(f"--correct-random must be a probability in [0, 1], got {self.random_rate}")
         if self.steps < 1:
             raise ValueError(f"--correct-steps must be at least 1, got {self.steps}")
+        if self.max_takeovers is not None and self.max_takeovers < 1:
+            raise ValueError(
+                f"max_takeovers must be at least 1 (or None: no limit), got {self.max_takeovers}"
+            )
 
     @property
     def enabled(self) -> bool:
@@ -107,7 +113,8 @@ class EpisodeCorrections:
         `progress` is the reward model's prediction for the current observation (None without one).
         """
         stalled = self.stall.update(progress) if progress is not None else 0
-        if self.steps_left == 0:
+        limit = self.settings.max_takeovers
+        if self.steps_left == 0 and (limit is None or self.takeovers < limit):
             triggered = self.settings.stall_steps is not None and stalled >= self.settings.stall_steps
             if self.settings.random_rate > 0.0 and self.rng.random() < self.settings.random_rate:
                 triggered = True
