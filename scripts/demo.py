@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from rewact_tools.cli import run_command
 from rewact_tools.lerobot_compat import EVAL_FREQ_FIELD
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,11 +28,6 @@ REPO_ID = "local/pusht_demo"
 # detouring episodes wander (see benchmarks/ for reward models on mixed data).
 MIX = "clean=60"
 HELD_OUT = 10
-
-
-def run(command: list[str], env: dict[str, str]) -> None:
-    print(f"\n$ {shlex.join(command)}", flush=True)
-    subprocess.run(command, check=True, env=env)
 
 
 def main() -> None:
@@ -53,7 +47,7 @@ def main() -> None:
 
     if not (dataset_root / "meta" / "info.json").is_file():
         shutil.rmtree(dataset_root, ignore_errors=True)
-        run(
+        run_command(
             [
                 sys.executable,
                 str(REPO / "scripts" / "make_pusht_dataset.py"),
@@ -69,7 +63,7 @@ def main() -> None:
     held_out = [str(e) for e in range(num_episodes - HELD_OUT, num_episodes)]
 
     shutil.rmtree(train_dir, ignore_errors=True)
-    run(
+    run_command(
         [
             str(BIN / "lerobot-train"),
             f"--dataset.repo_id={REPO_ID}",
@@ -109,7 +103,7 @@ def main() -> None:
         f"--dataset-root={dataset_root}",
         f"--policy-path={checkpoint}",
     ]
-    run(
+    run_command(
         [
             sys.executable,
             str(REPO / "scripts" / "visualise_reward_predictions.py"),
@@ -120,7 +114,7 @@ def main() -> None:
         ],
         env,
     )
-    run(
+    run_command(
         [
             sys.executable,
             str(REPO / "scripts" / "evaluate_reward_model.py"),

@@ -66,6 +66,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=float,
         help="cost of a failure at its last frame (default: the task's longest success)",
     )
+    parser.add_argument(
+        "--max-length",
+        type=positive_int,
+        help="the return normaliser L_max, the task's longest successful episode in steps (default: "
+        "this dataset's own; give it when the dataset has no success, e.g. one round of rollouts)",
+    )
     outcomes = parser.add_mutually_exclusive_group()
     outcomes.add_argument(
         "--outcomes",
@@ -156,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         positive_fraction=args.positive_fraction,
         threshold=args.threshold,
         c_fail=args.c_fail,
+        max_length=args.max_length,
         unknown_as=UNKNOWN_OUTCOMES[args.unknown_outcome],
         human_index=human,
     )

@@ -31,7 +31,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from rewact_tools.cli import UNKNOWN_OUTCOMES, CliError, make_parser, run_cli
+from rewact_tools.cli import UNKNOWN_OUTCOMES, CliError, make_parser, positive_int, run_cli
 from rewact_tools.training_options import (
     ADVANTAGE_LABELS,
     REWARD_SOURCES,
@@ -61,6 +61,12 @@ def plugin_parser() -> argparse.ArgumentParser:
         "--unknown-outcome",
         choices=sorted(UNKNOWN_OUTCOMES),
         help="how --reward pistar counts episodes of unknown outcome (default: error)",
+    )
+    group.add_argument(
+        "--max-length",
+        type=positive_int,
+        help="--reward pistar: the return normaliser L_max, the task's longest successful episode in "
+        "steps (default: each dataset's own; give it when datasets of one task are mixed)",
     )
     group.add_argument(
         "--outcomes",

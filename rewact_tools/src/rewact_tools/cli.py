@@ -15,8 +15,10 @@ import contextlib
 import json
 import logging
 import os
+import shlex
+import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -71,6 +73,14 @@ def quiet_torchcodec_fallback() -> None:
 
 class CliError(Exception):
     """Bad command-line input that the script detected itself."""
+
+
+def run_command(command: Sequence[str | os.PathLike], env: Mapping[str, str] | None = None) -> None:
+    """Print `command` as a shell line, then run it; a failure stops the caller (scripts that chain
+    other commands show each step as a user could run it by hand)."""
+    arguments = [str(part) for part in command]
+    print(f"\n$ {shlex.join(arguments)}", flush=True)
+    subprocess.run(arguments, check=True, env=None if env is None else dict(env))
 
 
 def one_line(error: BaseException) -> str:

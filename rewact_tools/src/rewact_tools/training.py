@@ -171,7 +171,11 @@ def make_plugins(
         paths = _per_dataset(options.reward_labels, datasets, "--reward-labels")
         plugins.append(LabelledRewardPlugin(paths, column=options.reward_label_column, **value_range))
     elif reward == "pistar":
-        plugins.append(PiStar0_6CumulativeRewardPlugin(unknown_as=UNKNOWN_OUTCOMES[options.unknown_outcome]))
+        plugins.append(
+            PiStar0_6CumulativeRewardPlugin(
+                max_length=options.max_length, unknown_as=UNKNOWN_OUTCOMES[options.unknown_outcome]
+            )
+        )
     if options.control_mode:
         plugins.append(ControlModePlugin())
     if options.advantages:

@@ -32,6 +32,9 @@ class PluginOptions:
     reward_label_column: str = "reward"
     # How `pistar` counts episodes of unknown outcome: "error", "success" or "failure".
     unknown_outcome: str = "error"
+    # `pistar`'s return normaliser L_max (steps of the task's longest success); None: each dataset's
+    # own longest successful episode. Several datasets of one task need it (one may have no success).
+    max_length: int | None = None
     outcomes: bool = False
     control_mode: bool = False
     # Advantages parquet per dataset; "" means the default <root>/rewact_extensions/advantages.parquet.

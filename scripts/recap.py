@@ -1,0 +1,243 @@
+#!/usr/bin/env python
+"""One RECAP round: all data so far -> value model -> advantages -> ACTvantage -> its own rollouts.
+
+    python scripts/recap.py --dataset-repo-id local/pusht --dataset-root data/pusht \\
+        --rollouts-root data/pusht_rollouts --work-dir outputs/recap \\
+        --obs-type environment_state_agent_pos --episodes 50 --correct-stall 25 --correct-steps 30 \\
+        -- --policy.dim_model=128 --policy.n_heads=4 --policy.chunk_size=10 --policy.n_action_steps=5 \\
+           --policy.use_vae=false --policy.device=cpu --batch_size=64
+
+Each call runs the next round (round k is outputs/recap/round_<k>, k = the rounds already done):
+  1. scripts/train.py: a RewACT value model on pi*0.6 returns (--reward pistar) of the demonstrations
+     and every rollout so far, normalised by the longest success in any of them
+                                                                   -> round_<k>/value_model
+  2. scripts/precompute_advantage.py on each of those datasets: advantages, --positive-fraction of
+     each dataset's frames positive, corrections (its `intervention` frames) forced positive
+                                                                   -> round_<k>/advantages_*.parquet
+  3. scripts/train.py: ACTvantage conditioned on them               -> round_<k>/policy
+  4. scripts/collect_rollouts.py: --episodes rollouts of that policy (reset seeds --seed +
+     k x --episodes onwards), the value model watching progress; with --correct-stall the scripted
+     expert takes over where progress stalls. Appended to --rollouts-root (created in round 0).
+Every command is printed before it runs and every artefact is an ordinary LeRobot checkpoint or
+dataset, to inspect with the other scripts. Flags after `--` go to both training runs (LeRobot's
+spelling); round_<k>/round.json records the commands and paths once the round is complete.
+
+The demonstrations must have the observations the env gives the policy (for PushT keypoints:
+make_pusht_dataset.py --no-image with --obs-type environment_state_agent_pos) and
+episode outcomes (next.success or an outcomes file). Training on two datasets needs robocandywrapper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rewact_tools.atomic import write_json
+from rewact_tools.cli import (
+    CliError,
+    add_dataset_arguments,
+    check_local_dataset,
+    make_parser,
+    positive_int,
+    run_cli,
+    run_command,
+)
+
+SCRIPTS = Path(__file__).resolve().parent
+ROUND_RECORD = "round.json"
+ROLLOUTS_REPO_ID = "local/rollouts"
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    parser = make_parser(__doc__)
+    add_dataset_arguments(parser)
+    parser.add_argument("--rollouts-root", type=Path, required=True, help="rollout dataset (made in round 0)")
+    parser.add_argument("--work-dir", type=Path, required=True, help="where each round's models go")
+    parser.add_argument("--value-steps", type=positive_int, default=3000, help="value-model steps (3000)")
+    parser.add_argument("--policy-steps", type=positive_int, default=4000, help="ACTvantage steps (4000)")
+    parser.add_argument("--positive-fraction", type=float, default=0.3, help="per dataset and task (0.3)")
+    parser.add_argument("--n-step", type=positive_int, help="N-step advantages (default: Monte Carlo)")
+    rollouts = parser.add_argument_group("rollouts (scripts/collect_rollouts.py)")
+    rollouts.add_argument("--episodes", type=positive_int, default=50, help="rollouts per round (50)")
+    rollouts.add_argument(
+        "--seed", type=int, default=0, help="round k's episodes start at SEED + k x EPISODES"
+    )
+    rollouts.add_argument("--env-type", default="pusht", help="LeRobot env type (default: pusht)")
+    rollouts.add_argument("--obs-type", help="the env's observation type (default: the env config's)")
+    rollouts.add_argument("--max-steps", type=positive_int, help="episode step limit (the env config's)")
+    rollouts.add_argument("--env-batch", type=positive_int, default=10, help="episodes run together (10)")
+    rollouts.add_argument(
+        "--correct-stall", type=positive_int, metavar="K", help="correct after K stalled steps"
+    )
+    rollouts.add_argument("--correct-steps", type=positive_int, metavar="M", help="steps a correction lasts")
+    args = parser.parse_args(argv[:split])
+    if not 0.0 < args.positive_fraction < 1.0:
+        parser.error(f"--positive-fraction must lie strictly between 0 and 1, got {args.positive_fraction}")
+    return args, argv[split + 1 :]
+
+
+def next_round(work_dir: Path) -> int:
+    """Rounds already complete (each has its record); an incomplete one must be cleared first."""
+    done = 0
+    while (work_dir / f"round_{done}" / ROUND_RECORD).is_file():
+        done += 1
+    unfinished = work_dir / f"round_{done}"
+    if unfinished.exists():
+        raise CliError(f"{unfinished} is an unfinished round (no {ROUND_RECORD}); delete it to run it again")
+    return done
+
+
+def longest_success(datasets: list[tuple[str, Path]]) -> int:
+    """pi*0.6's return normaliser L_max: the longest successful episode over every dataset, which
+    record one task (a round of rollouts alone may have no success, or a longer one)."""
+    from rewact_tools.cli import load_dataset
+    from rewact_tools.outcomes import load_episode_outcomes
+
+    lengths = []
+    for repo_id, root in datasets:
+        dataset = load_dataset(repo_id, root)
+        episodes = dataset.meta.episodes
+        length = dict(zip(episodes["episode_index"], episodes["length"], strict=True))
+        lengths += [length[episode] for episode, success in load_episode_outcomes(dataset).items() if success]
+    if not lengths:
+        raise CliError(
+            f"no dataset of {[str(root) for _, root in datasets]} has a successful episode: pi*0.6 "
+            "returns are normalised by the longest one"
+        )
+    return int(max(lengths))
+
+
+def train_command(datasets: list[tuple[str, Path]], output: Path, flags: list[str]) -> list:
+    return [
+        sys.executable,
+        SCRIPTS / "train.py",
+        "--dataset.repo_id=" + ",".join(repo_id for repo_id, _ in datasets),
+        "--dataset.root=" + ",".join(str(root) for _, root in datasets),
+        "--policy.push_to_hub=false",
+        "--eval_freq=-1",
+        "--wandb.enable=false",
+        f"--output_dir={output}",
+        *flags,
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, lerobot_flags = parse_args(argv)
+    if args.dataset_root is None:
+        raise CliError("recap.py trains on local data: give the demonstrations' --dataset-root")
+    check_local_dataset(args.dataset_root)
+    round_ = next_round(args.work_dir)
+    folder = args.work_dir / f"round_{round_}"
+    has_rollouts = args.rollouts_root.exists()
+    if round_ > 0 and not has_rollouts:
+        raise CliError(
+            f"round {round_} needs the rollouts of earlier rounds, but {args.rollouts_root} does not exist"
+        )
+    datasets = [(args.dataset_repo_id, args.dataset_root)]
+    if has_rollouts:
+        datasets.append((ROLLOUTS_REPO_ID, check_local_dataset(args.rollouts_root)))
+    max_length = longest_success(datasets)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    commands: list[list[str]] = []
+
+    def run(command: list) -> None:
+        commands.append([str(part) for part in command])
+        try:
+            run_command(command, env)
+        except subprocess.CalledProcessError as error:
+            raise CliError(
+                f"round {round_} stopped: {Path(command[1]).name} exited {error.returncode} (its output is "
+                f"above); delete {folder} to run the round again"
+            ) from error
+
+    value_model = folder / "value_model"
+    run(
+        train_command(datasets, value_model, lerobot_flags)
+        + ["--policy.type=rewact", "--reward", "pistar", "--max-length", str(max_length)]
+        + ["--policy.reward_loss_weight=1.0"]
+        + [f"--steps={args.value_steps}", f"--save_freq={args.value_steps}", "--job_name=value_model"]
+    )
+    advantages = []
+    for name, (repo_id, root) in zip(("demonstrations", "rollouts")[: len(datasets)], datasets, strict=True):
+        path = folder / f"advantages_{name}.parquet"
+        run(
+            [
+                sys.executable,
+                SCRIPTS / "precompute_advantage.py",
+                "--dataset-repo-id",
+                repo_id,
+                "--dataset-root",
+                root,
+            ]
+            + [
+                "--policy-path",
+                value_model,
+                "--positive-fraction",
+                str(args.positive_fraction),
+                "--output",
+                path,
+                "--max-length",
+                str(max_length),
+            ]
+            + ([] if args.n_step is None else ["--n-step", str(args.n_step)])
+        )
+        advantages.append(path)
+    policy = folder / "policy"
+    run(
+        train_command(datasets, policy, lerobot_flags)
+        + ["--policy.type=actvantage", "--advantages", ",".join(str(path) for path in advantages)]
+        + [f"--steps={args.policy_steps}", f"--save_freq={args.policy_steps}", "--job_name=actvantage"]
+    )
+    collect = [
+        sys.executable,
+        SCRIPTS / "collect_rollouts.py",
+        "--policy-path",
+        policy,
+        "--reward-model",
+        value_model,
+        "--env-type",
+        args.env_type,
+        "--episodes",
+        str(args.episodes),
+        "--seed",
+        str(args.seed + round_ * args.episodes),
+        "--batch-size",
+        str(args.env_batch),
+        "--root",
+        args.rollouts_root,
+        "--repo-id",
+        ROLLOUTS_REPO_ID,
+    ]
+    for flag, value in (
+        ("--obs-type", args.obs_type),
+        ("--max-steps", args.max_steps),
+        ("--correct-stall", args.correct_stall),
+        ("--correct-steps", args.correct_steps),
+    ):
+        collect += [] if value is None else [flag, str(value)]
+    run(collect + (["--append"] if has_rollouts else []))
+    record = {
+        "round": round_,
+        "datasets": [{"repo_id": repo_id, "root": str(root)} for repo_id, root in datasets],
+        "max_length": max_length,
+        "value_model": str(value_model),
+        "advantages": [str(path) for path in advantages],
+        "policy": str(policy),
+        "rollouts": str(args.rollouts_root),
+        "commands": commands,
+    }
+    write_json(folder / ROUND_RECORD, record)
+    print(
+        f"\nround {round_} done: policy {policy}, value model {value_model}, rollouts in {args.rollouts_root}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
