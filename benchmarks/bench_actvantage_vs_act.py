@@ -186,7 +186,7 @@ def value_stage(args, dataset, frames, returns, outcomes) -> tuple[pd.DataFrame,
     return values, report
 
 
-def _max_length(args) -> int | None:
+def quick_max_length(args) -> int | None:
     """Quick runs' data has no success long enough to set L_max; the step limit does it then."""
     return args.max_steps if args.quick else None
 
@@ -197,7 +197,7 @@ def advantage_tables(args, dataset, values, outcomes) -> dict[str, pd.DataFrame]
     options = {
         "n_steps": args.n_steps,
         "positive_fraction": args.positive_fraction,
-        "max_length": _max_length(args),
+        "max_length": quick_max_length(args),
     }
     return {
         "actvantage": compute_advantages(frames, values, outcomes, **options),
@@ -601,7 +601,7 @@ def main() -> None:
     dataset, frames = load_data(args, workers=args.workers)
     outcomes = load_episode_outcomes(dataset)
     settings = episode_settings(dataset)
-    returns = pistar_returns(dataset_frames(dataset), outcomes, max_length=_max_length(args))
+    returns = pistar_returns(dataset_frames(dataset), outcomes, max_length=quick_max_length(args))
     results = {
         "benchmark": "actvantage_vs_act",
         "date": date.today().isoformat(),

@@ -52,7 +52,7 @@ from rewact_tools.lerobot_compat import HAS_SAMPLE_WEIGHTING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import closed_loop_stats  # noqa: E402
-from bench_actvantage_vs_act import build_arm, policy_settings, rabc_weighter  # noqa: E402
+from bench_actvantage_vs_act import quick_max_length, build_arm, policy_settings, rabc_weighter  # noqa: E402
 from common import (  # noqa: E402
     DATA_DIR,
     LR_SCHEDULES,
@@ -146,7 +146,7 @@ def _stack(episodes: list[RolloutEpisode], field: str) -> torch.Tensor:
 
 def value_model_values(args, dataset, experience: Experience, seed: int, desc: str) -> pd.DataFrame:
     """RewACT trained on this experience's pi*0.6 targets, and its value of every frame."""
-    returns = pistar_returns(experience.table, experience.outcomes, max_length=_max_length(args))
+    returns = pistar_returns(experience.table, experience.outcomes, max_length=quick_max_length(args))
     config = RewACTConfig(
         **{**policy_settings(args, dataset), "dropout": args.value_dropout},
         reward_source="dataset",
@@ -191,7 +191,7 @@ def train_arm(args, arm: str, seed: int, dataset, experience: Experience, scratc
                 values,
                 experience.outcomes,
                 positive_fraction=args.positive_fraction,
-                max_length=_max_length(args),
+                max_length=quick_max_length(args),
                 human_index=experience.intervention_index,
             )
             extras = {
@@ -288,11 +288,6 @@ def _round_line(record: dict) -> str:
         "" if collected is None else f"; collected {collected['successes']}/{collected['episodes']} successes"
     )
     return evaluation + more
-
-
-def _max_length(args) -> int | None:
-    """Quick runs' data has no success long enough to set L_max; the step limit does it then."""
-    return args.max_steps if args.quick else None
 
 
 # ------------------------------------------------------------------------------------------------
