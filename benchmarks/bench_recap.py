@@ -52,7 +52,7 @@ from rewact_tools.lerobot_compat import HAS_SAMPLE_WEIGHTING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import closed_loop_stats  # noqa: E402
-from bench_actvantage_vs_act import quick_max_length, build_arm, policy_settings, rabc_weighter  # noqa: E402
+from bench_actvantage_vs_act import build_arm, policy_settings, quick_max_length, rabc_weighter  # noqa: E402
 from common import (  # noqa: E402
     DATA_DIR,
     LR_SCHEDULES,
