@@ -1,11 +1,14 @@
 """RECAP from experience on PushT: do policies improve from their own rollouts, round after round?
 (issue 18, SPEC §7)
 
-Round 0 data (keypoint observations, hand speed 40) is a weak start where filtering alone cannot be
-enough: by default 40 `clean` demonstrations and 80 `giveup` ones, whose first 10-50 steps are the
-clean expert's good pushes before it wanders off. Each (arm, training seed) then runs on its own:
-  round r   train the arm from scratch (same steps for every arm and round) on the round-0 data plus
-            every episode it collected itself; evaluate it in gym-pusht; unless it is the last
+Round 0 data (keypoint observations, hand speed 40) is a start where filtering alone cannot be
+enough: by default 120 `clean` demonstrations, 60 `detour` ones (successes, slowed by random trips
+away) and 120 `giveup` ones, whose first 10-50 steps are the clean expert's good pushes before it
+wanders off. Each (arm, training seed) then runs on its own:
+  round r   train the arm on the round-0 data plus every episode it collected itself (round 0 from
+            scratch for --steps; later rounds fine-tune the previous round's policy for
+            --finetune-steps, as pi*0.6 does, or retrain from scratch with --finetune-steps 0; the
+            same steps for every arm); evaluate it in gym-pusht; unless it is the last
             round, roll it out for --rollout-episodes episodes (start states shared by every arm of
             the same seed and round), a scripted corrector taking over where the policy stalls
             (`common.pusht_corrections`: the clean expert after --patience steps without progress, for
@@ -13,7 +16,9 @@ clean expert's good pushes before it wanders off. Each (arm, training seed) then
 Arms (ACT settings as bench_actvantage_vs_act: the fast small ACT, batch 256, cosine lr):
   act_all       LeRobot's ACT on everything collected
   filtered_bc   LeRobot's ACT on the successful episodes and the corrections only: iterated, it is
-                self-imitation, the simplest thing a user can do with outcomes and no value model
+                self-imitation, the simplest thing a user can do with outcomes and no value model.
+                A collected episode counts as successful only if the policy finished it without a
+                correction; a corrected episode contributes its corrections
   rabc          RewACT (reward_loss_weight 0) on everything, weighted by LeRobot 0.6's RA-BC over
                 the progress of a value model trained on this round's data (LeRobot >= 0.6)
   actvantage    ACTvantage on everything, conditioned on Monte Carlo advantages of a value model
@@ -69,7 +74,7 @@ from common import (  # noqa: E402
 )
 
 KEYS = ("observation.state", "observation.environment_state")
-DEFAULT_MIX = "clean=40,giveup=80"
+DEFAULT_MIX = "clean=120,detour=60,giveup=120"
 ARMS = ("act_all", "filtered_bc", "rabc", "actvantage")
 REFERENCE_ARM = "filtered_bc"
 VALUE_ARMS = ("rabc", "actvantage")
@@ -126,10 +131,17 @@ class Experience:
         self.outcomes = {i: episode.success for i, episode in enumerate(episodes)}
         intervention = np.concatenate([np.asarray(episode.intervention, dtype=bool) for episode in episodes])
         self.intervention_index = self.frames.index.numpy()[intervention]
+        self.corrected_episodes = {i for i, episode in enumerate(episodes) if any(episode.intervention)}
 
     def filtered_rows(self) -> torch.Tensor:
-        """Rows of the successful episodes and of every correction (filtered BC's training set)."""
-        succeeded = [episode for episode, success in self.outcomes.items() if success]
+        """Filtered BC's training set: rows of the episodes the policy (or demonstrator) finished
+        successfully on its own, and of every correction. A corrected episode's own frames are left
+        out even when it succeeded: they are the stalls the corrector rescued."""
+        succeeded = [
+            episode
+            for episode, success in self.outcomes.items()
+            if success and episode not in self.corrected_episodes
+        ]
         rows = self.frames.rows_of(succeeded) if succeeded else torch.zeros(0, dtype=torch.long)
         return torch.unique(torch.cat([rows, torch.from_numpy(self.intervention_index)]))
 
@@ -174,9 +186,26 @@ def value_model_values(args, dataset, experience: Experience, seed: int, desc: s
     return experience.table[["index", "episode_index", "frame_index"]].assign(value=torch.cat(values).numpy())
 
 
-def train_arm(args, arm: str, seed: int, dataset, experience: Experience, scratch: Path, desc: str) -> tuple:
-    """The arm's policy and processors trained on `experience`, and what it trained on."""
-    policy, preprocessor, postprocessor = build_arm(args, arm, seed, dataset, policy_settings(args, dataset))
+def train_arm(
+    args,
+    arm: str,
+    seed: int,
+    round_: int,
+    dataset,
+    experience: Experience,
+    scratch: Path,
+    previous: tuple | None,
+) -> tuple:
+    """The arm's policy and processors trained on `experience`, and what it trained on: from scratch,
+    or `previous` round's (policy, preprocessor, postprocessor) fine-tuned when --finetune-steps > 0."""
+    desc = _description(arm, seed, round_)
+    finetune = previous is not None and args.finetune_steps > 0
+    if finetune:
+        policy, preprocessor, postprocessor = previous
+    else:
+        policy, preprocessor, postprocessor = build_arm(
+            args, arm, seed, dataset, policy_settings(args, dataset)
+        )
     frames = experience.frames
     rows = experience.filtered_rows() if arm == REFERENCE_ARM else torch.arange(len(frames))
     extras, weighter, info = {}, None, {"train_frames": len(rows)}
@@ -201,8 +230,13 @@ def train_arm(args, arm: str, seed: int, dataset, experience: Experience, scratc
             }
             info["positive_fraction"] = round(float(advantages["positive"].mean()), 4)
     settings = TrainSettings(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=seed, lr_schedule=args.lr_schedule
+        steps=args.finetune_steps if finetune else args.steps,
+        batch_size=args.batch_size,
+        lr=args.finetune_lr if finetune else args.lr,
+        seed=seed * 1000 + round_,
+        lr_schedule=args.lr_schedule,
     )
+    info["fine_tuned"] = finetune
     info |= train_policy(
         policy, preprocessor, frames, rows, settings, extras=extras, desc=desc, sample_weighter=weighter
     )
@@ -213,12 +247,14 @@ def run_chain(args, arm: str, seed: int, dataset, base: list[RolloutEpisode], sc
     """Every round of one (arm, training seed): train, evaluate, collect; returns one dict per round."""
     collected: list[RolloutEpisode] = []
     rounds = []
+    previous = None
     for round_ in range(args.rounds + 1):
         experience = Experience(base + collected)
-        desc = f"{arm} seed {seed} round {round_}"
+        desc = _description(arm, seed, round_)
         policy, preprocessor, postprocessor, info = train_arm(
-            args, arm, seed, dataset, experience, scratch, desc
+            args, arm, seed, round_, dataset, experience, scratch, previous
         )
+        previous = (policy, preprocessor, postprocessor)
         evaluations = {}
         for beta in [1.0, args.guided_beta] if arm == "actvantage" else [None]:
             if beta is not None:
@@ -258,6 +294,9 @@ def run_chain(args, arm: str, seed: int, dataset, base: list[RolloutEpisode], sc
             record["collected"] = {
                 "episodes": len(rollouts),
                 "successes": sum(episode.success for episode in rollouts),
+                "own_successes": sum(
+                    episode.success and not any(episode.intervention) for episode in rollouts
+                ),
                 "corrected_episodes": sum(any(episode.intervention) for episode in rollouts),
                 "intervention_frames": sum(sum(episode.intervention) for episode in rollouts),
                 "env_steps": sum(episode.steps for episode in rollouts),
@@ -274,6 +313,10 @@ def collection_seeds(args, seed: int, round_: int) -> list[int]:
     return list(range(first, first + args.rollout_episodes))
 
 
+def _description(arm: str, seed: int, round_: int) -> str:
+    return f"{arm} seed {seed} round {round_}"
+
+
 def _label(arm: str, beta: float | None) -> str:
     return arm if beta is None or beta == 1.0 else f"{arm}_beta{beta:g}"
 
@@ -285,7 +328,10 @@ def _round_line(record: dict) -> str:
     )
     collected = record.get("collected")
     more = (
-        "" if collected is None else f"; collected {collected['successes']}/{collected['episodes']} successes"
+        ""
+        if collected is None
+        else f"; collected {collected['successes']}/{collected['episodes']} successes, "
+        f"{collected['own_successes']} without a correction"
     )
     return evaluation + more
 
@@ -430,7 +476,8 @@ def plot_results(results: dict, path: Path) -> None:
         axis.legend(fontsize=7)
     figure.suptitle(
         f"RECAP rounds on PushT ({results['dataset']['mix']}): {len(results['seeds'])} seeds x "
-        f"{results['eval']['episodes_per_seed']} episodes, {results['steps']} steps per round"
+        f"{results['eval']['episodes_per_seed']} episodes, {results['steps']} steps in round 0, "
+        f"{results['finetune_steps'] or results['steps']} in each later round"
     )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -441,7 +488,7 @@ def plot_results(results: dict, path: Path) -> None:
 def print_table(results: dict) -> None:
     print(
         f"threads={results['threads']} workers={results['workers']} seeds={results['seeds']} "
-        f"steps={results['steps']} rounds={results['rounds']} eval episodes/seed="
+        f"steps={results['steps']} finetune_steps={results['finetune_steps']} rounds={results['rounds']} eval episodes/seed="
         f"{results['eval']['episodes_per_seed']} mix={results['dataset']['mix']} "
         f"wall={results['wall_seconds']} s"
     )
@@ -478,8 +525,16 @@ def parse_args() -> argparse.Namespace:
     add_dataset_arguments(parser, default_mix=DEFAULT_MIX)
     parser.add_argument("--rounds", type=int, default=None, help="rounds after round 0 (default 2)")
     parser.add_argument(
-        "--steps", type=int, default=None, help="policy training steps per round (default 3000)"
+        "--steps", type=int, default=None, help="round 0's policy training steps (default 6000)"
     )
+    parser.add_argument(
+        "--finetune-steps",
+        type=int,
+        default=None,
+        help="steps fine-tuning the previous round's policy in later rounds; 0 retrains from scratch "
+        "for --steps (default 2000)",
+    )
+    parser.add_argument("--finetune-lr", type=float, default=3e-4, help="peak lr of the fine-tuning rounds")
     parser.add_argument(
         "--value-steps", type=int, default=None, help="value-model steps per round (default 1500)"
     )
@@ -512,7 +567,8 @@ def parse_args() -> argparse.Namespace:
         "mix": "clean=4,giveup=4" if args.quick else DEFAULT_MIX,
         "max_steps": 160 if args.quick else 300,
         "rounds": 1 if args.quick else 2,
-        "steps": 4 if args.quick else 3000,
+        "steps": 4 if args.quick else 6000,
+        "finetune_steps": 2 if args.quick else 2000,
         "value_steps": 4 if args.quick else 1500,
         "rollout_episodes": 2 if args.quick else 50,
         "eval_episodes": 2 if args.quick else 50,
@@ -534,8 +590,8 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
     if "rabc" in args.arms and not HAS_SAMPLE_WEIGHTING:
         parser.error("the rabc arm needs LeRobot >= 0.6 (sample_weighting); leave it out with --arms")
-    if args.workers < 1 or args.rounds < 0:
-        parser.error("--workers must be at least 1 and --rounds at least 0")
+    if args.workers < 1 or args.rounds < 0 or args.finetune_steps < 0:
+        parser.error("--workers must be at least 1, --rounds and --finetune-steps at least 0")
     args.corrections = pusht_corrections(args.patience, args.correction_steps) if args.corrections else None
     return args
 
@@ -563,6 +619,8 @@ def main() -> None:
         "arms": args.arms,
         "rounds": args.rounds,
         "steps": args.steps,
+        "finetune_steps": args.finetune_steps,
+        "finetune_lr": args.finetune_lr,
         "value_steps": args.value_steps,
         "batch_size": args.batch_size,
         "lr": args.lr,

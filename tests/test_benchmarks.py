@@ -256,6 +256,7 @@ def test_recap_quick(tmp_path):
     for arm, rounds in results["per_seed"]["0"].items():
         first, second = rounds
         assert [first["round"], second["round"]] == [0, 1] and "collected" not in second
+        assert not first["fine_tuned"] and second["fine_tuned"] and second["steps"] == 2
         collected = first["collected"]
         assert collected["episodes"] == 2 and collected["intervention_frames"] > 0
         assert second["episodes"] == first["episodes"] + 2
@@ -271,6 +272,35 @@ def test_recap_quick(tmp_path):
     assert set(summary["vs_round0_filtered_bc"]["filtered_bc"]) == {"1"}
     assert set(summary["vs_previous_round"]["actvantage"]["1"]) == set(closed_loop_stats_metrics())
     assert output.with_suffix(".png").stat().st_size > 0
+
+
+def test_recap_filtered_bc_keeps_own_successes_and_corrections_only():
+    """Filtered BC's rows: a success the policy finished alone, all of it; a success after a
+    correction, only the corrected frames; a failure with a correction, only those; a plain failure,
+    nothing."""
+    import bench_recap
+
+    def episode(success: bool, intervention: list[bool]) -> common.RolloutEpisode:
+        steps = len(intervention)
+        return common.RolloutEpisode(
+            seed=0,
+            state=[np.zeros(2)] * steps,
+            environment_state=[np.zeros(16)] * steps,
+            action=[np.zeros(2)] * steps,
+            intervention=intervention,
+            success=success,
+        )
+
+    experience = bench_recap.Experience(
+        [
+            episode(True, [False] * 3),  # rows 0-2
+            episode(True, [False, True, True, False]),  # rows 3-6
+            episode(False, [True, False]),  # rows 7-8
+            episode(False, [False] * 2),  # rows 9-10
+        ]
+    )
+    assert experience.filtered_rows().tolist() == [0, 1, 2, 4, 5, 7]
+    assert experience.corrected_episodes == {1, 2}
 
 
 def closed_loop_stats_metrics() -> list[str]:
