@@ -264,6 +264,9 @@ def test_plugins_for_every_reward_source_and_control_mode(workdir, dataset_a):
         make_plugins(PluginOptions(reward="labels", reward_labels=["a", "b"]), config, [dataset])
     with pytest.raises(CliError, match="--advantages trains ACTvantage"):
         make_plugins(PluginOptions(advantages=[""]), config, [dataset])
+    for pistar_only in ({"max_length": 40}, {"unknown_outcome": "failure"}):
+        with pytest.raises(CliError, match="go with --reward pistar .the reward here is dense"):
+            make_plugins(PluginOptions(reward="dense", **pistar_only), config, [dataset])
     modes.unlink()
 
 

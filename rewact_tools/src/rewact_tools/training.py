@@ -140,6 +140,10 @@ def make_plugins(
     reward = resolve_reward(options, config, len(datasets))
     if options.reward_labels and reward != "labels":
         raise CliError("--reward-labels goes with --reward labels")
+    if reward != "pistar" and (options.max_length is not None or options.unknown_outcome != "error"):
+        raise CliError(
+            f"--max-length and --unknown-outcome go with --reward pistar (the reward here is {reward})"
+        )
     if isinstance(config, ACTvantageConfig) and len(datasets) > 1 and not options.advantages:
         raise CliError(
             "ACTvantage on several datasets needs --advantages PATH,PATH,... (one parquet per dataset)"
