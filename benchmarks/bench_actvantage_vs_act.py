@@ -37,10 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import queue
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -75,6 +72,7 @@ from common import (  # noqa: E402
     FAST_ACT,
     LR_SCHEDULES,
     HeldOut,
+    SpawnPool,
     TrainSettings,
     act_settings,
     add_dataset_arguments,
@@ -352,34 +350,13 @@ def run_jobs(args, dataset, frames, returns, outcomes, settings, on_value, on_ar
         "filtered_bc_rows": frames.rows_of([e for e, outcome in outcomes.items() if outcome]),
     }
     jobs = [(name, seed) for name in args.arms for seed in args.seeds]
-    finished: queue.Queue = queue.Queue()
-
-    def submit(key, function, *job_args) -> None:
-        pool.apply_async(
-            function,
-            job_args,
-            callback=lambda result: finished.put((key, result)),
-            error_callback=lambda error: finished.put((key, error)),
-        )
-
-    # spawn: fresh interpreters, whatever threads torch has started here. Leaving the block
-    # terminates the workers, so a failed job stops the run instead of waiting for the others.
-    with (
-        tempfile.TemporaryDirectory() as directory,
-        multiprocessing.get_context("spawn").Pool(
-            args.workers, initializer=_start_worker, initargs=(args, Path(directory))
-        ) as pool,
-    ):
-        submit("value", _value_job, returns, outcomes)
+    with SpawnPool(args.workers, _start_worker, (args,)) as pool:
+        pool.submit("value", _value_job, returns, outcomes)
         for name, seed in jobs:
             if name not in VALUE_ARMS:
-                submit((name, seed), _arm_job, name, seed, {**base, "advantages": {}})
-        remaining = 1 + sum(name not in VALUE_ARMS for name, _ in jobs)
-        while remaining:
-            key, result = finished.get()
-            remaining -= 1
-            if isinstance(result, BaseException):
-                raise RuntimeError(f"benchmark job {key} failed") from result
+                pool.submit((name, seed), _arm_job, name, seed, {**base, "advantages": {}})
+        while pool.pending:
+            key, result = pool.next_result()
             if key != "value":
                 on_arm(*key, result)
                 continue
@@ -401,10 +378,7 @@ def run_jobs(args, dataset, frames, returns, outcomes, settings, on_value, on_ar
             }
             for name, seed in jobs:
                 if name in VALUE_ARMS:
-                    submit((name, seed), _arm_job, name, seed, data)
-                    remaining += 1
-        pool.close()
-        pool.join()
+                    pool.submit((name, seed), _arm_job, name, seed, data)
 
 
 # ------------------------------------------------------------------------------------------------

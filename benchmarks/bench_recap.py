@@ -38,10 +38,7 @@ from filtered BC of round 0 (the clean-demonstration policy), and from the arm's
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import queue
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -63,6 +60,7 @@ from common import (  # noqa: E402
     LR_SCHEDULES,
     Frames,
     RolloutEpisode,
+    SpawnPool,
     TrainSettings,
     add_dataset_arguments,
     evaluate_pusht,
@@ -365,28 +363,13 @@ def _chain_job(arm: str, seed: int) -> list[dict]:
 def run_jobs(args, on_chain) -> None:
     """Every (arm, seed) chain in `args.workers` spawned processes; `on_chain(arm, seed, rounds)`
     receives each as it finishes. A failed chain stops the run."""
-    finished: queue.Queue = queue.Queue()
-    with (
-        tempfile.TemporaryDirectory() as directory,
-        multiprocessing.get_context("spawn").Pool(
-            args.workers, initializer=_start_worker, initargs=(args, Path(directory))
-        ) as pool,
-    ):
+    with SpawnPool(args.workers, _start_worker, (args,)) as pool:
         for seed in args.seeds:
             for arm in args.arms:
-                pool.apply_async(
-                    _chain_job,
-                    (arm, seed),
-                    callback=lambda rounds, key=(arm, seed): finished.put((key, rounds)),
-                    error_callback=lambda error, key=(arm, seed): finished.put((key, error)),
-                )
-        for _ in range(len(args.seeds) * len(args.arms)):
-            key, result = finished.get()
-            if isinstance(result, BaseException):
-                raise RuntimeError(f"benchmark chain {key} failed") from result
-            on_chain(*key, result)
-        pool.close()
-        pool.join()
+                pool.submit((arm, seed), _chain_job, arm, seed)
+        while pool.pending:
+            key, rounds = pool.next_result()
+            on_chain(*key, rounds)
 
 
 # ------------------------------------------------------------------------------------------------

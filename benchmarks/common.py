@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
+import queue
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -553,3 +556,50 @@ def _rollout_batch(
     for env in envs:
         env.close()
     return episodes
+
+
+# ------------------------------------------------------------------------------------------------
+# Worker processes
+
+
+class SpawnPool:
+    """Benchmark jobs in `workers` spawned processes (fresh interpreters, whatever threads torch has
+    started here), each set up once by `initializer(*initargs, scratch)` with a scratch folder that
+    lives as long as the pool. Results come back in the order jobs finish; a failed job raises here,
+    and leaving the block terminates the workers, so a failure stops the run instead of waiting for
+    the other jobs."""
+
+    def __init__(self, workers: int, initializer: Callable[..., None], initargs: tuple):
+        self.workers, self.initializer, self.initargs = workers, initializer, initargs
+        self.pending = 0
+        self._finished: queue.Queue = queue.Queue()
+
+    def __enter__(self) -> SpawnPool:
+        self._scratch = tempfile.TemporaryDirectory()
+        self._pool = multiprocessing.get_context("spawn").Pool(
+            self.workers, initializer=self.initializer, initargs=(*self.initargs, Path(self._scratch.name))
+        )
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._pool.terminate()
+        self._pool.join()
+        self._scratch.cleanup()
+
+    def submit(self, key: Any, function: Callable, *args: Any) -> None:
+        """Run `function(*args)` in a worker; its result comes back from `next_result` with `key`."""
+        self.pending += 1
+        self._pool.apply_async(
+            function,
+            args,
+            callback=lambda result: self._finished.put((key, result)),
+            error_callback=lambda error: self._finished.put((key, error)),
+        )
+
+    def next_result(self) -> tuple[Any, Any]:
+        """`(key, result)` of the next job to finish (blocking)."""
+        key, result = self._finished.get()
+        self.pending -= 1
+        if isinstance(result, BaseException):
+            raise RuntimeError(f"benchmark job {key} failed") from result
+        return key, result
