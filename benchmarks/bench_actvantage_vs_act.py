@@ -82,6 +82,7 @@ from common import (  # noqa: E402
     load_frames,
     pusht_dataset,
     read_runs_to_merge,
+    save_figure,
     train_policy,
 )
 
@@ -440,10 +441,7 @@ def plot_results(results: dict, path: Path) -> None:
     axes[2].set_ylim(0, 1)
     axes[2].set_title("final: plain success, hatched coverage (95 % intervals)", fontsize=9)
     figure.suptitle(f"ACTvantage vs ACT vs RA-BC, PushT mix {results['dataset']['mix']}")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def print_table(results: dict) -> None:

@@ -58,6 +58,7 @@ from common import (  # noqa: E402
     load_frames,
     pusht_dataset,
     read_runs_to_merge,
+    save_figure,
     train_policy,
 )
 
@@ -268,10 +269,7 @@ def plot_curves(arms: dict, path: Path, batch_size: int) -> None:
         axis.set_ylim(0, 1)
         axis.legend(fontsize=7)
     figure.suptitle("Behaviour cloning of clean scripted PushT demonstrations (keypoints, gym-pusht)")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def _coverage(point: dict, rollouts: str) -> str:

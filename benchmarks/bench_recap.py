@@ -68,6 +68,7 @@ from common import (  # noqa: E402
     pusht_corrections,
     pusht_dataset,
     roll_out_pusht,
+    save_figure,
     train_policy,
 )
 
@@ -462,10 +463,7 @@ def plot_results(results: dict, path: Path) -> None:
         f"{results['eval']['episodes_per_seed']} episodes, {results['steps']} steps in round 0, "
         f"{results['finetune_steps'] or results['steps']} in each later round"
     )
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def print_table(results: dict) -> None:

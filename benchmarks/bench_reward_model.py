@@ -58,6 +58,7 @@ from common import (  # noqa: E402
     held_out_split,
     load_frames,
     pusht_dataset,
+    save_figure,
     train_policy,
 )
 
@@ -245,10 +246,7 @@ def plot_curves(image: dict, path: Path, title: str) -> None:
         axis.set_ylim(-0.5, 1.05)
         axis.legend(fontsize=8)
     figure.suptitle(title)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def parse_args() -> argparse.Namespace:

@@ -603,3 +603,17 @@ class SpawnPool:
         if isinstance(result, BaseException):
             raise RuntimeError(f"benchmark job {key} failed") from result
         return key, result
+
+
+# ------------------------------------------------------------------------------------------------
+# Figures
+
+
+def save_figure(figure: Any, path: Path) -> None:
+    """Lay out, write (PNG at 100 dpi, creating the folder) and close a benchmark's matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
