@@ -11,9 +11,10 @@ Each call runs the next round (round k is outputs/recap/round_<k>, k = the round
   1. scripts/train.py: a RewACT value model on pi*0.6 returns (--reward pistar) of the demonstrations
      and every rollout so far, normalised by the longest success in any of them
                                                                    -> round_<k>/value_model
-  2. scripts/precompute_advantage.py on each of those datasets: advantages, --positive-fraction of
-     each dataset's frames positive, corrections (its `intervention` frames) forced positive
-                                                                   -> round_<k>/advantages_*.parquet
+  2. scripts/precompute_advantage.py on each of those datasets: advantages, corrections (their
+     `intervention` frames) forced positive; one threshold for all of them, so that --positive-fraction
+     of all their frames is positive (with rollouts, a first pass per dataset gives the advantages,
+     and a second applies the pooled threshold)      -> round_<k>/advantages_*.parquet
   3. scripts/train.py: ACTvantage conditioned on them               -> round_<k>/policy
   4. scripts/collect_rollouts.py: --episodes rollouts of that policy (reset seeds --seed +
      k x --episodes onwards), the value model watching progress; with --correct-stall the scripted
@@ -61,7 +62,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--work-dir", type=Path, required=True, help="where each round's models go")
     parser.add_argument("--value-steps", type=positive_int, default=3000, help="value-model steps (3000)")
     parser.add_argument("--policy-steps", type=positive_int, default=4000, help="ACTvantage steps (4000)")
-    parser.add_argument("--positive-fraction", type=float, default=0.3, help="per dataset and task (0.3)")
+    parser.add_argument("--positive-fraction", type=float, default=0.3, help="of all datasets' frames (0.3)")
     parser.add_argument("--n-step", type=positive_int, help="N-step advantages (default: Monte Carlo)")
     rollouts = parser.add_argument_group("rollouts (scripts/collect_rollouts.py)")
     rollouts.add_argument("--episodes", type=positive_int, default=50, help="rollouts per round (50)")
@@ -111,6 +112,25 @@ def longest_success(datasets: list[tuple[str, Path]]) -> int:
             "returns are normalised by the longest one"
         )
     return int(max(lengths))
+
+
+def pooled_threshold(paths: list[Path], positive_fraction: float) -> float:
+    """The advantage above which `positive_fraction` of the frames of all `paths` lie: pi*0.6 takes
+    the threshold over all of a task's data, so demonstrations and rollouts compete for the positives
+    instead of each getting the same share. One task, as recap.py's env gives."""
+    import pandas as pd
+
+    from rewact_tools.advantages import read_advantages, task_thresholds
+
+    tables = [read_advantages(path) for path in paths]
+    for path, table in zip(paths, tables, strict=True):
+        if table["task_index"].nunique() > 1:
+            raise CliError(f"{path}: recap.py pools the advantages of one task; this file has several")
+    advantages = pd.concat([table["advantage"] for table in tables], ignore_index=True)
+    (threshold,) = task_thresholds(
+        advantages, pd.Series(0, index=advantages.index), positive_fraction
+    ).values()
+    return threshold
 
 
 def train_command(datasets: list[tuple[str, Path]], output: Path, flags: list[str]) -> list:
@@ -163,31 +183,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ["--policy.reward_loss_weight=1.0"]
         + [f"--steps={args.value_steps}", f"--save_freq={args.value_steps}", "--job_name=value_model"]
     )
-    advantages = []
-    for name, (repo_id, root) in zip(("demonstrations", "rollouts")[: len(datasets)], datasets, strict=True):
-        path = folder / f"advantages_{name}.parquet"
-        run(
-            [
-                sys.executable,
-                SCRIPTS / "precompute_advantage.py",
-                "--dataset-repo-id",
-                repo_id,
-                "--dataset-root",
-                root,
-            ]
-            + [
-                "--policy-path",
-                value_model,
-                "--positive-fraction",
-                str(args.positive_fraction),
-                "--output",
-                path,
-                "--max-length",
-                str(max_length),
-            ]
-            + ([] if args.n_step is None else ["--n-step", str(args.n_step)])
-        )
-        advantages.append(path)
+    advantages = [
+        folder / f"advantages_{name}.parquet" for name in ("demonstrations", "rollouts")[: len(datasets)]
+    ]
+
+    def precompute(split: list[str]) -> None:
+        for (repo_id, root), path in zip(datasets, advantages, strict=True):
+            run(
+                [sys.executable, SCRIPTS / "precompute_advantage.py", "--dataset-repo-id", repo_id]
+                + ["--dataset-root", root, "--policy-path", value_model, "--output", path]
+                + ["--max-length", str(max_length), *split]
+                + ([] if args.n_step is None else ["--n-step", str(args.n_step)])
+            )
+
+    precompute(["--positive-fraction", str(args.positive_fraction)])
+    threshold = None
+    if len(datasets) > 1:
+        threshold = pooled_threshold(advantages, args.positive_fraction)
+        precompute([f"--threshold={threshold!r}"])
     policy = folder / "policy"
     run(
         train_command(datasets, policy, lerobot_flags)
@@ -228,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_length": max_length,
         "value_model": str(value_model),
         "advantages": [str(path) for path in advantages],
+        "advantage_threshold": threshold,
         "policy": str(policy),
         "rollouts": str(args.rollouts_root),
         "commands": commands,

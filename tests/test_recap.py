@@ -94,6 +94,15 @@ def test_two_recap_rounds(demonstrations, tmp_path):
     first_round = table["episode_index"] < 2
     assert len(table[first_round]) == len(advantages) and table["intervention"].any()
     assert table.loc[table["intervention"], "positive"].all()
+    # One threshold over demonstrations and rollouts together: the positive fraction (0.3) holds for
+    # all their frames, not for each dataset, and corrections are positive on top of it.
+    threshold = round1["advantage_threshold"]
+    demonstrations_table = pd.read_parquet(folder / "advantages_demonstrations.parquet")
+    assert (demonstrations_table["positive"] == (demonstrations_table["advantage"] > threshold)).all()
+    assert (table["positive"] == ((table["advantage"] > threshold) | table["intervention"])).all()
+    pooled = pd.concat([demonstrations_table["advantage"], table["advantage"]])
+    assert (pooled > threshold).mean() == pytest.approx(0.3, abs=0.05)
+    assert len(round1["commands"]) == 7 and round0["advantage_threshold"] is None
 
     # A round that stopped half-way must be cleared before it runs again.
     (tmp_path / "recap" / "round_2").mkdir()
