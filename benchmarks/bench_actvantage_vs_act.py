@@ -92,6 +92,7 @@ KEYS = ("observation.state", "observation.environment_state")
 DEFAULT_MIX = "clean=240,wronggoal=360"
 ARMS = ("oracle", "filtered_bc", "act_all", "rabc", "actvantage", "actvantage_true")
 REFERENCE_ARM = "act_all"
+FILTERED_BC = "filtered_bc"
 
 
 def policy_settings(args, dataset) -> dict:
@@ -392,6 +393,15 @@ def summarise(per_seed: dict[str, dict], reference: str = REFERENCE_ARM) -> dict
     return closed_loop_stats.summarise(finals, reference)
 
 
+def summaries(per_seed: dict[str, dict]) -> dict:
+    """`summary` (differences from ACT on everything) and, when filtered BC ran, `summary_vs_filtered_bc`
+    (differences from the simplest thing a user can do with outcomes)."""
+    arms = {label for arms in per_seed.values() for label in arms}
+    return {"summary": summarise(per_seed)} | (
+        {"summary_vs_filtered_bc": summarise(per_seed, FILTERED_BC)} if FILTERED_BC in arms else {}
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # Output
 
@@ -452,6 +462,17 @@ def print_table(results: dict) -> None:
     print(f"value model (test episodes): {results['value_model']['test']}")
     print(f"positive fraction by setting: {results['advantage']['positive_fraction_by_setting']}")
     closed_loop_stats.print_summary(results["summary"], REFERENCE_ARM)
+    if "summary_vs_filtered_bc" in results:
+        print(f"differences from {FILTERED_BC}:")
+        for label, entry in results["summary_vs_filtered_bc"].items():
+            if label != FILTERED_BC:
+                cells = "  ".join(
+                    f"{metric} {entry[metric]['minus_' + FILTERED_BC]['mean']} "
+                    f"{entry[metric]['minus_' + FILTERED_BC]['ci95']}"
+                    + (" *" if entry[metric]["minus_" + FILTERED_BC]["larger_than_interval"] else "")
+                    for metric in closed_loop_stats.METRICS
+                )
+                print(f"  {label:<24} {cells}")
 
 
 def merge_results(paths: list[Path], output: Path) -> dict:
@@ -460,7 +481,7 @@ def merge_results(paths: list[Path], output: Path) -> dict:
     runs = read_runs_to_merge(paths, shared)
     per_seed = {seed: arms for run in runs for seed, arms in run["per_seed"].items()}
     merged = {**runs[0], "per_seed": per_seed, "seeds": sorted(int(s) for s in per_seed)}
-    merged |= {"summary": summarise(per_seed), "merged_from": [path.name for path in paths]}
+    merged |= summaries(per_seed) | {"merged_from": [path.name for path in paths]}
     merged["wall_seconds"] = max(run["wall_seconds"] for run in runs)
     write_json(output, merged)
     return merged
@@ -631,7 +652,7 @@ def main() -> None:
             write_json(args.output, results)
 
     run_jobs(args, dataset, frames, returns, outcomes, settings, on_value, on_arm)
-    results |= {"seeds": args.seeds, "summary": summarise(results["per_seed"]), "complete": True}
+    results |= {"seeds": args.seeds, **summaries(results["per_seed"]), "complete": True}
     if args.output:
         write_json(args.output, results)
     print_table(results)

@@ -191,6 +191,10 @@ def test_actvantage_vs_act_quick(tmp_path):
     # Filtered BC trains on the successful episodes, the oracle on the clean ones.
     assert 0 < arms_of_seed["filtered_bc"]["train_frames"] < arms_of_seed["act_all"]["train_frames"]
     assert set(results["summary"]["filtered_bc"]) >= {"successes_per_1000_steps", "steps_to_success"}
+    # Every arm is also compared with filtered BC, paired episode by episode.
+    versus = results["summary_vs_filtered_bc"]
+    assert set(versus) == set(results["summary"])
+    assert "minus_filtered_bc" in versus["actvantage_beta1"]["steps_to_success"]
     value = results["value_model"]
     assert value["chosen_step"] in [point["step"] for point in value["curve"]]
     assert value["episodes"]["test"] > 0 and value["episodes"]["validation"] > 0
@@ -201,6 +205,7 @@ def test_actvantage_vs_act_quick(tmp_path):
     subprocess.run([*command, "--output", str(merged_path)], check=True, capture_output=True, timeout=120)
     merged = json.loads(merged_path.read_text())
     assert merged["seeds"] == [0, 1] and merged["summary"]["act_all"]["seeds"] == 2
+    assert merged["summary_vs_filtered_bc"]["act_all"]["success_rate"]["minus_filtered_bc"]["ci95"]
     assert merged["value_model"] == json.loads(outputs[1].read_text())["value_model"]
     assert merged_path.with_suffix(".png").stat().st_size > 0
 
