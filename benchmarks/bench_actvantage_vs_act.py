@@ -396,9 +396,9 @@ def summarise(per_seed: dict[str, dict], reference: str = REFERENCE_ARM) -> dict
 def summaries(per_seed: dict[str, dict]) -> dict:
     """`summary` (differences from ACT on everything) and, when filtered BC ran, `summary_vs_filtered_bc`
     (differences from the simplest thing a user can do with outcomes)."""
-    arms = {label for arms in per_seed.values() for label in arms}
+    labels = {label for evaluated in per_seed.values() for label in evaluated}
     return {"summary": summarise(per_seed)} | (
-        {"summary_vs_filtered_bc": summarise(per_seed, FILTERED_BC)} if FILTERED_BC in arms else {}
+        {"summary_vs_filtered_bc": summarise(per_seed, FILTERED_BC)} if FILTERED_BC in labels else {}
     )
 
 
@@ -467,9 +467,7 @@ def print_table(results: dict) -> None:
         for label, entry in results["summary_vs_filtered_bc"].items():
             if label != FILTERED_BC:
                 cells = "  ".join(
-                    f"{metric} {entry[metric]['minus_' + FILTERED_BC]['mean']} "
-                    f"{entry[metric]['minus_' + FILTERED_BC]['ci95']}"
-                    + (" *" if entry[metric]["minus_" + FILTERED_BC]["larger_than_interval"] else "")
+                    f"{metric} {closed_loop_stats.format_difference(entry[metric]['minus_' + FILTERED_BC])}"
                     for metric in closed_loop_stats.METRICS
                 )
                 print(f"  {label:<24} {cells}")

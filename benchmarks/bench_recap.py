@@ -481,8 +481,7 @@ def print_table(results: dict) -> None:
         for label, by_round in results["summary"][title].items():
             for round_, metrics in by_round.items():
                 cells = "  ".join(
-                    f"{metric} {difference['mean']} {difference['ci95']}"
-                    + (" *" if difference["larger_than_interval"] else "")
+                    f"{metric} {closed_loop_stats.format_difference(difference)}"
                     for metric, difference in metrics.items()
                     if metric in ("success_rate", "successes_per_1000_steps")
                 )

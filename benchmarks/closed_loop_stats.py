@@ -114,6 +114,11 @@ def summarise(per_seed: Mapping[str, Mapping[str, Mapping]], reference: str | No
     return summary
 
 
+def format_difference(difference: dict) -> str:
+    """A paired difference as printed: mean, 95 % interval, and `*` when the interval excludes 0."""
+    return f"{difference['mean']} {difference['ci95']}" + (" *" if difference["larger_than_interval"] else "")
+
+
 def print_summary(summary: dict, reference: str) -> None:
     """One row per arm: success, coverage and throughput with their 95 % intervals, failure cut."""
     columns = ("success_rate", "mean_max_coverage", "successes_per_1000_steps", "steps_to_success")
