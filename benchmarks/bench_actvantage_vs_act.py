@@ -62,6 +62,7 @@ from rewact_tools import (
     time_baseline_advantages,
     write_progress_file,
 )
+from rewact_tools.advantage_display import positive_by_phase
 from rewact_tools.lerobot_compat import HAS_SAMPLE_WEIGHTING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -205,10 +206,11 @@ def advantage_tables(args, dataset, values, outcomes) -> dict[str, pd.DataFrame]
     }
 
 
-def positive_fraction_by_setting(advantages: pd.DataFrame, settings: dict[int, str]) -> dict[str, float]:
-    """How often each demonstration quality was labelled positive: a check on the advantages."""
-    by_setting = advantages.assign(setting=advantages["episode_index"].map(settings))
-    return {name: round(float(group["positive"].mean()), 3) for name, group in by_setting.groupby("setting")}
+def positive_fractions(advantages: pd.DataFrame, settings: dict[int, str]) -> dict[str, dict[str, float]]:
+    """How often each demonstration quality was labelled positive, per fifth of its episodes and in
+    all (`all`): a check on the advantages, and on where in the successes the positives lie."""
+    table = positive_by_phase(advantages, settings).round(3)
+    return {str(setting): row.to_dict() for setting, row in table.iterrows()}
 
 
 def rabc_weighter(values: pd.DataFrame, policy, directory: Path):
@@ -460,7 +462,9 @@ def print_table(results: dict) -> None:
         f"eval episodes/seed={results['eval']['episodes_per_seed']} mix={results['dataset']['mix']}"
     )
     print(f"value model (test episodes): {results['value_model']['test']}")
-    print(f"positive fraction by setting: {results['advantage']['positive_fraction_by_setting']}")
+    for name, fractions in results["advantage"]["positive_fraction_by_setting_and_phase"].items():
+        print(f"{name}: positive fraction by setting and fifth of the episode")
+        print(pd.DataFrame(fractions).T.to_string())
     closed_loop_stats.print_summary(results["summary"], REFERENCE_ARM)
     if "summary_vs_filtered_bc" in results:
         print(f"differences from {FILTERED_BC}:")
@@ -631,8 +635,8 @@ def main() -> None:
         results["advantage"] = {
             "n_steps": args.n_steps or "monte_carlo",
             "positive_fraction": args.positive_fraction,
-            "positive_fraction_by_setting": {
-                name: positive_fraction_by_setting(table, settings) for name, table in advantages.items()
+            "positive_fraction_by_setting_and_phase": {
+                name: positive_fractions(table, settings) for name, table in advantages.items()
             },
         }
 

@@ -18,7 +18,9 @@ Episode outcomes come from robocandywrapper's outcomes file or the dataset's nex
 way for rollout datasets, which have neither.
 
 Writes advantages.parquet (index, episode_index, frame_index, task_index, value, return, advantage,
-positive) atomically, by default into <dataset root>/rewact_extensions/, and prints a summary per task.
+positive) atomically, by default into <dataset root>/rewact_extensions/, and prints a summary per task
+and the positive fraction by episode outcome and phase: a threshold that leaves the finish of the
+successes negative shows there (the conditioned policy never sees "positive" where the task ends).
 """
 
 from __future__ import annotations
@@ -119,12 +121,20 @@ def describe_outcomes(outcomes: dict[int, bool | None], source: str) -> str:
     return "episode outcomes ({}): {} success, {} failure, {} unknown".format(source, *counts)
 
 
+def outcome_names(outcomes: dict[int, bool | None]) -> dict[int, str]:
+    """Each episode's outcome as the row name of the phase summary."""
+    return {
+        episode: "unknown" if outcome is None else ("success" if outcome else "failure")
+        for episode, outcome in outcomes.items()
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # Imported after parsing, so --help and usage errors do not wait for torch and LeRobot.
     import pandas as pd
 
-    from rewact_tools.advantage_display import task_summary
+    from rewact_tools.advantage_display import positive_by_phase, task_summary
     from rewact_tools.advantages import compute_advantages, task_thresholds, write_advantages
     from rewact_tools.control_modes import human_frame_index
     from rewact_tools.outcomes import MissingOutcomesError, load_episode_outcomes, outcomes_from_values
@@ -189,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format
     ):
         print(task_summary(table, thresholds, tasks).to_string(index=False))
+        print("positive fraction by episode outcome and phase (fifths of each episode):")
+        print(positive_by_phase(table, outcome_names(outcomes)).to_string())
     print(f"wrote {output}")
     return 0
 

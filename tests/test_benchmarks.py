@@ -198,7 +198,9 @@ def test_actvantage_vs_act_quick(tmp_path):
     value = results["value_model"]
     assert value["chosen_step"] in [point["step"] for point in value["curve"]]
     assert value["episodes"]["test"] > 0 and value["episodes"]["validation"] > 0
-    assert set(results["advantage"]["positive_fraction_by_setting"]["actvantage"]) == {"clean", "wronggoal"}
+    fractions = results["advantage"]["positive_fraction_by_setting_and_phase"]["actvantage"]
+    assert set(fractions) == {"clean", "wronggoal"}
+    assert set(fractions["clean"]) == {"1/5", "2/5", "3/5", "4/5", "5/5", "all"}
     # The second seed reused the cached value model, so both runs share it and merge.
     merged_path = tmp_path / "merged.json"
     command = [sys.executable, str(BENCHMARKS / "bench_actvantage_vs_act.py"), "--merge", *map(str, outputs)]

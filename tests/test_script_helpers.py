@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from lerobot_policy_rewact import RewACTConfig
-from rewact_tools.advantage_display import check_matches_dataset, threshold_band
+from rewact_tools.advantage_display import check_matches_dataset, positive_by_phase, threshold_band
 from rewact_tools.cli import (
     CliError,
     check_local_dataset,
@@ -266,6 +266,29 @@ def test_threshold_band_and_dataset_match():
         check_matches_dataset(table, {0: 3, 1: 5}, Path("adv.parquet"))
     with pytest.raises(ValueError, match=r"episodes missing from the file \[2\]"):
         check_matches_dataset(table, {0: 3, 1: 2, 2: 4}, Path("adv.parquet"))
+
+
+def test_positive_by_phase_shows_where_in_their_episodes_the_positives_lie():
+    # Episode 0 (10 frames) is positive in its first half only, episode 1 (5 frames) everywhere,
+    # episode 2 (4 frames) nowhere.
+    positive = [True] * 5 + [False] * 5 + [True] * 5 + [False] * 4
+    table = pd.DataFrame(
+        {
+            "episode_index": [0] * 10 + [1] * 5 + [2] * 4,
+            "frame_index": [*range(10), *range(5), *range(4)],
+            "positive": positive,
+        }
+    )
+    summary = positive_by_phase(table, {0: "success", 1: "success", 2: "failure"}, phases=2)
+    assert summary.columns.tolist() == ["1/2", "2/2", "all"]
+    # Success: phase 1 holds frames 0-4 of episode 0 and 0-2 of episode 1 (all positive); phase 2
+    # frames 5-9 of episode 0 (negative) and 3-4 of episode 1 (positive).
+    assert summary.loc["success"].tolist() == pytest.approx([1.0, 2 / 7, 10 / 15])
+    assert summary.loc["failure"].tolist() == [0.0, 0.0, 0.0]
+    with pytest.raises(KeyError, match=r"no group for episodes \[2\]"):
+        positive_by_phase(table, {0: "success", 1: "success"})
+    with pytest.raises(ValueError, match="at least one phase, got 0"):
+        positive_by_phase(table, {0: "a", 1: "a", 2: "a"}, phases=0)
 
 
 def test_policy_labels_follow_the_policy_reward_source(tmp_path):

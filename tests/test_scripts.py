@@ -553,6 +553,12 @@ def test_precompute_advantage_writes_every_frame(advantages_a, dataset_a):
     assert table.groupby("episode_index").size().tolist() == list(LENGTHS_A)
     assert 0.2 <= table["positive"].mean() <= 0.4
     assert "3-step advantages of 38 frames in 3 episodes" in run.stdout and "push the block" in run.stdout
+    title = "positive fraction by episode outcome and phase (fifths of each episode):\n"
+    header, failure, success = run.stdout.split(title)[1].splitlines()[:3]
+    assert header.split() == ["1/5", "2/5", "3/5", "4/5", "5/5", "all"]
+    assert failure.split()[0] == "failure" and success.split()[0] == "success"
+    successes = table[table["episode_index"].isin([0, 2])]["positive"].mean()
+    assert float(success.split()[-1]) == pytest.approx(successes, abs=1e-4)
 
 
 def test_visualise_advantages(workdir, dataset_a, advantages_a):

@@ -1,5 +1,5 @@
-"""Reading an advantages parquet back for display: its fit to a dataset, each task's threshold and
-a per-task summary.
+"""Reading an advantages parquet back for display: its fit to a dataset, each task's threshold, a
+per-task summary and where in their episodes the positive frames lie.
 
 The parquet stores which frames are positive, not the threshold that split them; for a task, any
 threshold between its highest non-positive and its lowest positive advantage gives the same split,
@@ -68,3 +68,32 @@ def task_summary(
             }
         )
     return pd.DataFrame(rows)
+
+
+def positive_by_phase(table: pd.DataFrame, groups: Mapping[int, str], phases: int = 5) -> pd.DataFrame:
+    """Positive fraction per group of episodes (outcome, data quality, ...) and episode phase (the
+    k-th of `phases` equal parts of each episode's duration), and over whole episodes (`all`).
+
+    Why: Monte Carlo advantages are largest where the return is least predictable, the start of an
+    episode, so one threshold can mark the start of every success positive and its finish negative;
+    the conditioned policy then never sees "positive" where the task is completed.
+    """
+    if phases < 1:
+        raise ValueError(f"positive_by_phase needs at least one phase, got {phases}")
+    missing = sorted(set(table["episode_index"].unique().tolist()) - set(groups))
+    if missing:
+        raise KeyError(f"no group for episodes {missing[:10]} of the advantages table")
+    lengths = table.groupby("episode_index")["frame_index"].transform("size")
+    phase = (table["frame_index"] * phases // lengths).clip(upper=phases - 1)
+    frame = pd.DataFrame(
+        {
+            "group": table["episode_index"].map(groups),
+            "phase": phase,
+            "positive": table["positive"].astype(float),
+        }
+    )
+    by_phase = frame.pivot_table(index="group", columns="phase", values="positive", aggfunc="mean")
+    by_phase.columns = [f"{k + 1}/{phases}" for k in by_phase.columns]
+    by_phase["all"] = frame.groupby("group")["positive"].mean()
+    by_phase.index.name = None
+    return by_phase
