@@ -462,7 +462,9 @@ def print_table(results: dict) -> None:
         f"eval episodes/seed={results['eval']['episodes_per_seed']} mix={results['dataset']['mix']}"
     )
     print(f"value model (test episodes): {results['value_model']['test']}")
-    for name, fractions in results["advantage"]["positive_fraction_by_setting_and_phase"].items():
+    print(f"positive fraction by setting: {results['advantage']['positive_fraction_by_setting']}")
+    # Runs made before the phase table was recorded lack it; --merge still reads them.
+    for name, fractions in results["advantage"].get("positive_fraction_by_setting_and_phase", {}).items():
         print(f"{name}: positive fraction by setting and fifth of the episode")
         print(pd.DataFrame(fractions).T.to_string())
     closed_loop_stats.print_summary(results["summary"], REFERENCE_ARM)
@@ -632,12 +634,15 @@ def main() -> None:
 
     def on_value(report: dict, advantages: dict) -> None:
         results["value_model"] = report
+        by_phase = {name: positive_fractions(table, settings) for name, table in advantages.items()}
         results["advantage"] = {
             "n_steps": args.n_steps or "monte_carlo",
             "positive_fraction": args.positive_fraction,
-            "positive_fraction_by_setting_and_phase": {
-                name: positive_fractions(table, settings) for name, table in advantages.items()
+            "positive_fraction_by_setting": {
+                name: {setting: row["all"] for setting, row in fractions.items()}
+                for name, fractions in by_phase.items()
             },
+            "positive_fraction_by_setting_and_phase": by_phase,
         }
 
     def on_arm(name: str, seed: int, arm: dict) -> None:

@@ -201,6 +201,8 @@ def test_actvantage_vs_act_quick(tmp_path):
     fractions = results["advantage"]["positive_fraction_by_setting_and_phase"]["actvantage"]
     assert set(fractions) == {"clean", "wronggoal"}
     assert set(fractions["clean"]) == {"1/5", "2/5", "3/5", "4/5", "5/5", "all"}
+    overall = results["advantage"]["positive_fraction_by_setting"]["actvantage"]
+    assert overall == {setting: row["all"] for setting, row in fractions.items()}
     # The second seed reused the cached value model, so both runs share it and merge.
     merged_path = tmp_path / "merged.json"
     command = [sys.executable, str(BENCHMARKS / "bench_actvantage_vs_act.py"), "--merge", *map(str, outputs)]
