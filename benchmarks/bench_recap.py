@@ -131,6 +131,9 @@ class Experience:
         intervention = np.concatenate([np.asarray(episode.intervention, dtype=bool) for episode in episodes])
         self.intervention_index = self.frames.index.numpy()[intervention]
         self.corrected_episodes = {i for i, episode in enumerate(episodes) if any(episode.intervention)}
+        self.frame_kinds = np.concatenate(
+            [_frame_kinds(episode, i in self.corrected_episodes) for i, episode in enumerate(episodes)]
+        )
 
     def filtered_rows(self) -> torch.Tensor:
         """Filtered BC's training set: rows of the episodes the policy (or demonstrator) finished
@@ -143,6 +146,18 @@ class Experience:
         ]
         rows = self.frames.rows_of(succeeded) if succeeded else torch.zeros(0, dtype=torch.long)
         return torch.unique(torch.cat([rows, torch.from_numpy(self.intervention_index)]))
+
+
+FRAME_KINDS = ("demonstration", "rollout", "corrected_rollout", "correction")
+
+
+def _frame_kinds(episode: RolloutEpisode, corrected: bool) -> np.ndarray:
+    """Who chose each frame's action: a demonstrator (round-0 episodes, seed -1), the policy in a
+    rollout without corrections, the policy in a corrected rollout, or the corrector."""
+    if episode.seed == -1:
+        return np.full(episode.steps, FRAME_KINDS[0])
+    policy_kind = FRAME_KINDS[2] if corrected else FRAME_KINDS[1]
+    return np.where(np.asarray(episode.intervention, dtype=bool), FRAME_KINDS[3], policy_kind)
 
 
 def _stack(episodes: list[RolloutEpisode], field: str) -> torch.Tensor:
@@ -228,6 +243,15 @@ def train_arm(
                 ).bool()
             }
             info["positive_fraction"] = round(float(advantages["positive"].mean()), 4)
+            # Which frames "positive" asks for: the policy's own stalls in rescued episodes count
+            # as parts of a success, where filtered BC drops them.
+            by_kind = pd.Series(
+                advantages.set_index("index")["positive"].reindex(experience.table["index"]).to_numpy(),
+                index=experience.frame_kinds,
+            )
+            info["positive_fraction_by_kind"] = {
+                kind: round(float(group.mean()), 4) for kind, group in by_kind.groupby(level=0)
+            }
     settings = TrainSettings(
         steps=args.finetune_steps if finetune else args.steps,
         batch_size=args.batch_size,
@@ -332,7 +356,11 @@ def _round_line(record: dict) -> str:
         else f"; collected {collected['successes']}/{collected['episodes']} successes, "
         f"{collected['own_successes']} without a correction"
     )
-    return evaluation + more
+    by_kind = record.get("positive_fraction_by_kind")
+    positives = (
+        "" if by_kind is None else "; positive " + ", ".join(f"{k} {v:.2f}" for k, v in by_kind.items())
+    )
+    return evaluation + more + positives
 
 
 # ------------------------------------------------------------------------------------------------

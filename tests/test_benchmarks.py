@@ -3,6 +3,7 @@ pieces agree with LeRobot (action chunks and padding as `delta_timestamps` give 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -273,6 +274,9 @@ def test_recap_quick(tmp_path):
         assert second["intervention_frames"] == collected["intervention_frames"]
         labels = ["actvantage", "actvantage_beta1.5"] if arm == "actvantage" else [arm]
         assert list(second["eval"]) == labels and second["eval"][arm]["episodes"] == 2
+    # Corrections are forced positive; the record says which frames "positive" asks for.
+    by_kind = results["per_seed"]["0"]["actvantage"][1]["positive_fraction_by_kind"]
+    assert by_kind["correction"] == 1.0 and "demonstration" in by_kind
     filtered, everything = results["per_seed"]["0"]["filtered_bc"], results["per_seed"]["0"]["act_all"]
     assert 0 < filtered[1]["train_frames"] < everything[1]["train_frames"] == everything[1]["frames"]
     summary = results["summary"]
@@ -310,6 +314,14 @@ def test_recap_filtered_bc_keeps_own_successes_and_corrections_only():
     )
     assert experience.filtered_rows().tolist() == [0, 1, 2, 4, 5, 7]
     assert experience.corrected_episodes == {1, 2}
+    assert experience.frame_kinds.tolist() == [
+        *["rollout"] * 3,
+        *["corrected_rollout", "correction", "correction", "corrected_rollout"],
+        *["correction", "corrected_rollout"],
+        *["rollout"] * 2,
+    ]
+    demonstration = dataclasses.replace(episode(False, [False] * 2), seed=-1)
+    assert bench_recap.Experience([demonstration]).frame_kinds.tolist() == ["demonstration"] * 2
 
 
 def closed_loop_stats_metrics() -> list[str]:
