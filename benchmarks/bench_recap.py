@@ -77,6 +77,8 @@ DEFAULT_MIX = "clean=120,detour=60,giveup=120"
 ARMS = ("act_all", "filtered_bc", "rabc", "actvantage")
 REFERENCE_ARM = "filtered_bc"
 VALUE_ARMS = ("rabc", "actvantage")
+DEMONSTRATION_SEED = -1
+"""The reset seed a round-0 episode carries in rollout form: it was recorded, not rolled out."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -91,7 +93,7 @@ def dataset_episodes(dataset, outcomes: dict[int, bool | None]) -> list[RolloutE
         rows = frames.rows_of([episode])
         episodes.append(
             RolloutEpisode(
-                seed=-1,
+                seed=DEMONSTRATION_SEED,
                 state=list(frames.observations["observation.state"][rows].numpy()),
                 environment_state=list(frames.observations["observation.environment_state"][rows].numpy()),
                 action=list(frames.action[rows].numpy()),
@@ -152,9 +154,9 @@ FRAME_KINDS = ("demonstration", "rollout", "corrected_rollout", "correction")
 
 
 def _frame_kinds(episode: RolloutEpisode, corrected: bool) -> np.ndarray:
-    """Who chose each frame's action: a demonstrator (round-0 episodes, seed -1), the policy in a
+    """Who chose each frame's action: a demonstrator (round-0 episodes), the policy in a
     rollout without corrections, the policy in a corrected rollout, or the corrector."""
-    if episode.seed == -1:
+    if episode.seed == DEMONSTRATION_SEED:
         return np.full(episode.steps, FRAME_KINDS[0])
     policy_kind = FRAME_KINDS[2] if corrected else FRAME_KINDS[1]
     return np.where(np.asarray(episode.intervention, dtype=bool), FRAME_KINDS[3], policy_kind)
@@ -245,10 +247,7 @@ def train_arm(
             info["positive_fraction"] = round(float(advantages["positive"].mean()), 4)
             # Which frames "positive" asks for: the policy's own stalls in rescued episodes count
             # as parts of a success, where filtered BC drops them.
-            by_kind = pd.Series(
-                advantages.set_index("index")["positive"].reindex(experience.table["index"]).to_numpy(),
-                index=experience.frame_kinds,
-            )
+            by_kind = pd.Series(extras["advantage"].numpy(), index=experience.frame_kinds)
             info["positive_fraction_by_kind"] = {
                 kind: round(float(group.mean()), 4) for kind, group in by_kind.groupby(level=0)
             }

@@ -320,7 +320,7 @@ def test_recap_filtered_bc_keeps_own_successes_and_corrections_only():
         *["correction", "corrected_rollout"],
         *["rollout"] * 2,
     ]
-    demonstration = dataclasses.replace(episode(False, [False] * 2), seed=-1)
+    demonstration = dataclasses.replace(episode(False, [False] * 2), seed=bench_recap.DEMONSTRATION_SEED)
     assert bench_recap.Experience([demonstration]).frame_kinds.tolist() == ["demonstration"] * 2
 
 
