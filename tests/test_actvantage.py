@@ -67,11 +67,13 @@ def make_batch(batch_size: int, advantage=None, seed: int = 0) -> dict[str, torc
 
 
 class IndicatorRecorder:
-    """Records which rows of the indicator embedding each model call used."""
+    """Records which rows of the indicator embedding of `stack` ("encoder" or "decoder") each model
+    call used."""
 
-    def __init__(self, policy: ACTvantagePolicy):
+    def __init__(self, policy: ACTvantagePolicy, stack: str = "encoder"):
         self.calls: list[list[int]] = []
-        self._handle = policy.model.encoder.indicator_embed.register_forward_hook(self._hook)
+        embed = getattr(policy.model, stack).indicator_embed
+        self._handle = embed.register_forward_hook(self._hook)
 
     def _hook(self, module, inputs, output):
         self.calls.append(inputs[0].tolist())
@@ -96,6 +98,7 @@ def test_config_defaults_and_registration():
     assert (config.advantage_key, config.advantage_threshold) == ("advantage", 0.0)
     assert (config.advantage_dropout, config.guidance_scale) == (0.3, 1.0)
     assert config.advantage_file is None and config.pretrained_revision is None
+    assert config.advantage_injection == "encoder_token"
 
 
 @pytest.mark.parametrize(
@@ -109,6 +112,11 @@ def test_config_defaults_and_registration():
         ({"guidance_scale": 2.0, "advantage_dropout": 0.0}, "null indicator"),
         ({"advantage_key": ""}, "advantage_key"),
         ({"advantage_file": " "}, "advantage_file"),
+        (
+            {"advantage_injection": "decoder"},
+            "advantage_injection must be one of 'encoder_token', 'decoder_queries', "
+            "'encoder_and_decoder'; got 'decoder'",
+        ),
     ],
 )
 def test_config_rejects_bad_values(overrides, message):
@@ -395,6 +403,132 @@ def test_indicator_is_never_left_set_after_a_failing_call():
         policy.model(model_inputs(batch), torch.full((3,), POSITIVE))
     with pytest.raises(RuntimeError, match="without an indicator"):
         policy.model.encoder(torch.zeros(5, 2, 32))
+
+
+# --- where the indicator is injected ------------------------------------------------------------
+
+INJECTIONS = ("encoder_token", "decoder_queries", "encoder_and_decoder")
+EMBEDDED_STACKS = {
+    "encoder_token": ("encoder",),
+    "decoder_queries": ("decoder",),
+    "encoder_and_decoder": ("encoder", "decoder"),
+}
+
+
+def indicator_embeddings(policy: ACTvantagePolicy) -> dict[str, torch.nn.Embedding]:
+    """The indicator embeddings the policy has, by stack."""
+    stacks = {"encoder": policy.model.encoder, "decoder": policy.model.decoder}
+    return {
+        name: stack.indicator_embed for name, stack in stacks.items() if stack.indicator_embed is not None
+    }
+
+
+def test_default_injection_keeps_the_original_state_dict_keys():
+    """The default checkpoint layout is ACT's own, stacks wrapped as `inner`, plus one encoder embedding."""
+    from lerobot_policy_rewact.vision_encoder import ACTWithVisionEncoder
+
+    config = tiny_config()
+    wrapped = ("encoder.", "decoder.")
+    expected = {
+        "model." + (key.replace(".", ".inner.", 1) if key.startswith(wrapped) else key)
+        for key in ACTWithVisionEncoder(config).state_dict()
+    } | {"model.encoder.indicator_embed.weight"}
+    keys = set(ACTvantagePolicy(config).state_dict())
+    assert keys == expected
+    assert "model.decoder.indicator_embed.weight" not in keys
+
+
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_injection_trains_and_its_embeddings_get_gradients(injection):
+    policy = ACTvantagePolicy(tiny_config(advantage_injection=injection)).train()
+    embeddings = indicator_embeddings(policy)
+    assert tuple(embeddings) == EMBEDDED_STACKS[injection]  # only the configured ones exist
+    optimizer = torch.optim.AdamW(policy.get_optim_params(), lr=1e-3)
+    for step in range(3):
+        batch = make_batch(8, advantage=torch.tensor([1.0, -1.0] * 4), seed=step)
+        loss, _ = policy.forward(batch)
+        assert torch.isfinite(loss)
+        optimizer.zero_grad()
+        loss.backward()
+        for embed in embeddings.values():
+            assert embed.weight.grad is not None and embed.weight.grad.abs().sum() > 0
+        optimizer.step()
+
+
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_each_injected_embedding_changes_the_prediction(injection):
+    """With the positive row equal to the null row, (+) and null predict the same; perturbing the
+    positive row of any one embedding makes them differ."""
+    policy = ACTvantagePolicy(tiny_config(advantage_injection=injection)).eval()
+    inputs = model_inputs(make_batch(2))
+    embeddings = indicator_embeddings(policy)
+
+    def positive_and_null() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            actions = policy.model(inputs, torch.tensor([POSITIVE] * 2 + [NULL] * 2))[0]
+        return actions[:2], actions[2:]
+
+    with torch.no_grad():
+        for embed in embeddings.values():
+            embed.weight[POSITIVE] = embed.weight[NULL]
+    torch.testing.assert_close(*positive_and_null(), rtol=0, atol=1e-6)
+    for embed in embeddings.values():
+        with torch.no_grad():
+            embed.weight[POSITIVE] = embed.weight[NULL] + 0.5
+        positive, null = positive_and_null()
+        assert (positive - null).abs().max() > 1e-3
+        with torch.no_grad():
+            embed.weight[POSITIVE] = embed.weight[NULL]
+
+
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_guidance_is_one_pass_and_combines_separate_positive_and_null_calls(injection):
+    policy = ACTvantagePolicy(tiny_config(advantage_injection=injection)).eval()
+    batch = make_batch(3)
+    with torch.no_grad():
+        null = policy.model(model_inputs(batch), torch.full((3,), NULL))[0]
+    positive = policy.predict_action_chunk(batch, guidance_scale=1.0)
+    recorders = [IndicatorRecorder(policy, stack) for stack in EMBEDDED_STACKS[injection]]
+    guided = policy.predict_action_chunk(batch, guidance_scale=2.5)
+    for recorder in recorders:  # one doubled pass reaches every injected embedding
+        assert recorder.calls == [[POSITIVE] * 3 + [NULL] * 3]
+    torch.testing.assert_close(guided, null + 2.5 * (positive - null), rtol=0, atol=1e-5)
+    assert not torch.allclose(guided, positive)
+
+
+@pytest.mark.parametrize("injection", INJECTIONS)
+def test_injection_round_trips_through_save_and_load(tmp_path, injection):
+    policy = ACTvantagePolicy(tiny_config(advantage_injection=injection)).eval()
+    policy.save_pretrained(tmp_path / "saved")
+    with safe_open(tmp_path / "saved" / "model.safetensors", "pt") as saved:
+        embed_keys = sorted(key for key in saved.keys() if "indicator_embed" in key)
+    assert embed_keys == sorted(
+        f"model.{stack}.indicator_embed.weight" for stack in EMBEDDED_STACKS[injection]
+    )
+    assert PreTrainedConfig.from_pretrained(tmp_path / "saved").advantage_injection == injection
+    loaded = ACTvantagePolicy.from_pretrained(tmp_path / "saved").eval()
+    assert loaded.config.advantage_injection == injection
+    batch = make_batch(2)
+    for beta in (1.0, 2.0):
+        torch.testing.assert_close(
+            loaded.predict_action_chunk(batch, guidance_scale=beta),
+            policy.predict_action_chunk(batch, guidance_scale=beta),
+            rtol=0,
+            atol=0,
+        )
+
+
+def test_decoder_injection_needs_an_indicator_for_each_query_batch():
+    policy = ACTvantagePolicy(tiny_config(advantage_injection="decoder_queries")).eval()
+    queries, encoder_out = torch.zeros(CHUNK, 2, 32), torch.zeros(5, 2, 32)
+    with pytest.raises(RuntimeError, match="decoder was called without an indicator"):
+        policy.model.decoder(queries, encoder_out)
+    with pytest.raises(ValueError, match="decoder got 1 indicators for 2 samples"):
+        with policy.model.decoder.conditioned(torch.tensor([POSITIVE])):
+            policy.model.decoder(queries, encoder_out)
+    with pytest.raises(ValueError, match="Cannot tile"):
+        policy.model(model_inputs(make_batch(2)), torch.full((3,), POSITIVE))
+    assert policy.model.decoder._indicator is None and policy.model.encoder._indicator is None
 
 
 # --- advantage sources --------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Wrappers that condition ACT's transformer on the advantage indicator without forking ACT.forward.
 
-The indicator embedding is added to the encoder's first token (ACT's latent token). For guidance the
-encoder wrapper receives one indicator per *output* sample: when there are k times more indicators
-than samples, it tiles the token sequence k times, so the image backbone and input projections run
-once for B observations while the transformer sees k·B conditioned copies.
+Each wrapper may own a learned indicator embedding (`config.advantage_injection` decides which do):
+the encoder's is added to its first token (ACT's latent token), the decoder's to every decoder
+query. For guidance the encoder wrapper receives one indicator per *output* sample: when there are
+k times more indicators than samples, it tiles the token sequence k times, so the image backbone and
+input projections run once for B observations while the transformer sees k·B conditioned copies;
+the decoder wrapper tiles its (all-zero) queries to match.
 """
 
 from __future__ import annotations
@@ -23,52 +25,73 @@ def _copies(target_batch: int, batch: int) -> int:
     return target_batch // batch
 
 
-class IndicatorConditionedEncoder(nn.Module):
-    """ACT's transformer encoder with the indicator embedding added to token 0.
+class _IndicatorConditioned(nn.Module):
+    """One of ACT's transformer stacks (`inner`) and, when `embed`, its own indicator embedding.
 
     The indicator is set only for the duration of one model call (`conditioned`), so a stale
     indicator can never leak into a later call.
     """
 
-    def __init__(self, encoder: nn.Module, dim_model: int):
+    stack = ""  # "encoder" or "decoder", for error messages
+
+    def __init__(self, inner: nn.Module, dim_model: int, embed: bool):
         super().__init__()
-        self.inner = encoder
-        self.indicator_embed = nn.Embedding(NUM_INDICATORS, dim_model)
+        self.inner = inner
+        self.indicator_embed = nn.Embedding(NUM_INDICATORS, dim_model) if embed else None
         self._indicator: Tensor | None = None
 
     @contextmanager
     def conditioned(self, indicator: Tensor) -> Iterator[None]:
         """Condition the calls made inside the block on `indicator` (long, one row id per sample)."""
         if self._indicator is not None:
-            raise RuntimeError("IndicatorConditionedEncoder.conditioned() does not nest.")
+            raise RuntimeError(f"{type(self).__name__}.conditioned() does not nest.")
         self._indicator = indicator
         try:
             yield
         finally:
             self._indicator = None
 
+    def _require_indicator(self) -> Tensor:
+        if self._indicator is None:
+            raise RuntimeError(
+                f"The ACTvantage {self.stack} was called without an indicator (use `conditioned`)."
+            )
+        return self._indicator
+
+    def _embedding(self, x: Tensor) -> Tensor:
+        """(1, B', D) indicator embedding for the sequence-first input x: (S, B', D)."""
+        indicator = self._require_indicator()
+        if indicator.shape[0] != x.shape[1]:
+            raise ValueError(
+                f"The ACTvantage {self.stack} got {indicator.shape[0]} indicators for {x.shape[1]} samples."
+            )
+        return self.indicator_embed(indicator).unsqueeze(0).to(x.dtype)
+
+
+class IndicatorConditionedEncoder(_IndicatorConditioned):
+    """ACT's transformer encoder, tiled to the indicator's batch, with the embedding added to token 0."""
+
+    stack = "encoder"
+
     def forward(
         self, x: Tensor, pos_embed: Tensor | None = None, key_padding_mask: Tensor | None = None
     ) -> Tensor:
         """x: (S, B, D) sequence-first tokens; returns (S, B', D) with B' = number of indicators."""
-        if self._indicator is None:
-            raise RuntimeError("The ACTvantage encoder was called without an indicator (use `conditioned`).")
-        copies = _copies(self._indicator.shape[0], x.shape[1])
+        copies = _copies(self._require_indicator().shape[0], x.shape[1])
         if copies > 1:
             x = x.repeat(1, copies, 1)
             if key_padding_mask is not None:
                 key_padding_mask = key_padding_mask.repeat(copies, 1)
-        first = x[:1] + self.indicator_embed(self._indicator).unsqueeze(0).to(x.dtype)
-        x = torch.cat([first, x[1:]], dim=0)
+        if self.indicator_embed is not None:
+            x = torch.cat([x[:1] + self._embedding(x), x[1:]], dim=0)
         return self.inner(x, pos_embed=pos_embed, key_padding_mask=key_padding_mask)
 
 
-class BatchMatchingDecoder(nn.Module):
-    """ACT's transformer decoder, tiling its (all-zero) query input to the encoder output's batch."""
+class IndicatorConditionedDecoder(_IndicatorConditioned):
+    """ACT's transformer decoder, its (all-zero) queries tiled to the encoder output's batch and,
+    with an embedding, each query given the indicator embedding before the first layer."""
 
-    def __init__(self, decoder: nn.Module):
-        super().__init__()
-        self.inner = decoder
+    stack = "decoder"
 
     def forward(
         self,
@@ -80,6 +103,8 @@ class BatchMatchingDecoder(nn.Module):
         copies = _copies(encoder_out.shape[1], x.shape[1])
         if copies > 1:
             x = x.repeat(1, copies, 1)
+        if self.indicator_embed is not None:
+            x = x + self._embedding(x)
         return self.inner(
             x, encoder_out, decoder_pos_embed=decoder_pos_embed, encoder_pos_embed=encoder_pos_embed
         )

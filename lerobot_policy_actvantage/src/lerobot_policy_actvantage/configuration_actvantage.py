@@ -9,6 +9,18 @@ from lerobot.configs.policies import PreTrainedConfig
 
 from lerobot_policy_rewact.configuration_vision import ACTVisionConfig
 
+# Where the indicator embedding enters ACT's transformer (`ACTvantageConfig.advantage_injection`).
+ADVANTAGE_INJECTIONS = ("encoder_token", "decoder_queries", "encoder_and_decoder")
+
+
+def check_advantage_injection(injection: str) -> str:
+    if injection not in ADVANTAGE_INJECTIONS:
+        raise ValueError(
+            f"ACTvantageConfig.advantage_injection must be one of {', '.join(map(repr, ADVANTAGE_INJECTIONS))}; "
+            f"got {injection!r}."
+        )
+    return injection
+
 
 def check_guidance_scale(guidance_scale: float, advantage_dropout: float) -> float:
     """Validate β; guidance reads the null indicator, which only training with dropout teaches."""
@@ -39,6 +51,12 @@ class ACTvantageConfig(ACTVisionConfig):
     advantage_threshold: float = 0.0
     advantage_dropout: float = 0.3
     guidance_scale: float = 1.0
+    # Where the indicator embedding is added: "encoder_token" (ACT's latent token, the default and
+    # the original design) is one token among the image tokens, so its effect may be diluted before
+    # it reaches the actions; "decoder_queries" adds it to every decoder query, so it reaches each
+    # predicted action directly; "encoder_and_decoder" does both, with separate embeddings. Only the
+    # configured embeddings exist, so "encoder_token" checkpoints keep their parameter names.
+    advantage_injection: str = "encoder_token"
     # Parquet written by precompute_advantage (columns `index`, `advantage`, optional `positive`);
     # lets stock `lerobot-train` train without a dataset plugin.
     advantage_file: str | None = None
@@ -60,6 +78,7 @@ class ACTvantageConfig(ACTVisionConfig):
                 f"ACTvantageConfig.advantage_dropout must be in [0, 1), got {self.advantage_dropout!r}."
             )
         check_guidance_scale(self.guidance_scale, self.advantage_dropout)
+        check_advantage_injection(self.advantage_injection)
         if self.advantage_file is not None and not str(self.advantage_file).strip():
             raise ValueError(
                 "ACTvantageConfig.advantage_file must be a path to a parquet file or None, got ''."

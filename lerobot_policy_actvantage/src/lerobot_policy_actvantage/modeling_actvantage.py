@@ -26,8 +26,12 @@ from lerobot_policy_actvantage.advantage import (
     advantage_to_positive,
     load_advantage_table,
 )
-from lerobot_policy_actvantage.conditioning import BatchMatchingDecoder, IndicatorConditionedEncoder
-from lerobot_policy_actvantage.configuration_actvantage import ACTvantageConfig, check_guidance_scale
+from lerobot_policy_actvantage.conditioning import IndicatorConditionedDecoder, IndicatorConditionedEncoder
+from lerobot_policy_actvantage.configuration_actvantage import (
+    ACTvantageConfig,
+    check_advantage_injection,
+    check_guidance_scale,
+)
 from lerobot_policy_rewact.control_mode import control_flags
 from lerobot_policy_rewact.vision_encoder import ACTWithVisionEncoder, VisionEncoderPolicyMixin
 
@@ -36,18 +40,23 @@ USE_ACTION_MASK = "use_action_mask"
 
 class ACTvantage(ACTWithVisionEncoder):
     """ACT (with RewACT's choice of vision encoder) whose transformer is conditioned on one indicator
-    row per output sample."""
+    row per output sample, where `config.advantage_injection` says."""
 
     def __init__(self, config: ACTvantageConfig):
         super().__init__(config)
-        self.encoder = IndicatorConditionedEncoder(self.encoder, config.dim_model)
-        self.decoder = BatchMatchingDecoder(self.decoder)
+        injection = check_advantage_injection(config.advantage_injection)
+        self.encoder = IndicatorConditionedEncoder(
+            self.encoder, config.dim_model, embed=injection in ("encoder_token", "encoder_and_decoder")
+        )
+        self.decoder = IndicatorConditionedDecoder(
+            self.decoder, config.dim_model, embed=injection in ("decoder_queries", "encoder_and_decoder")
+        )
 
     def forward(
         self, batch: dict[str, Tensor], indicator: Tensor
     ) -> tuple[Tensor, tuple[Tensor, Tensor] | tuple[None, None]]:
         """`indicator`: (k·B,) rows; returns actions (k·B, chunk, A) and ACT's latent parameters (B, L)."""
-        with self.encoder.conditioned(indicator):
+        with self.encoder.conditioned(indicator), self.decoder.conditioned(indicator):
             return super().forward(batch)
 
 
