@@ -14,9 +14,13 @@ import pandas as pd
 
 from rewact_tools.atomic import write_atomically
 from rewact_tools.returns import FRAME_COLUMNS, check_frame_table, pistar_returns
+from rewact_tools.takeovers import CREDITS, pre_takeover_index, restore_episodes, takeover_segments
 
 ADVANTAGE_COLUMNS = (*FRAME_COLUMNS, "value", "return", "advantage", "positive")
 _FLOAT_COLUMNS = ("value", "return", "advantage")
+THRESHOLD_GROUPS = ("task", "value_bin")
+"""Where the positive fraction is taken: over each task's frames (pi*0.6), or within each bin of the
+value per task, so that every stage of the task, the finish included, has its share of positives."""
 
 
 def n_step_advantage(
@@ -92,6 +96,10 @@ def compute_advantages(
     max_length: int | Mapping[int, int] | None = None,
     unknown_as: bool | None = None,
     human_index: Iterable[int] | None = None,
+    credit: str = "episode",
+    pre_takeover_window: int = 0,
+    threshold_by: str = "task",
+    value_bins: int = 10,
 ) -> pd.DataFrame:
     """The advantages table (`ADVANTAGE_COLUMNS`) of every frame of `frames`.
 
@@ -106,11 +114,49 @@ def compute_advantages(
     `human_index` lists the dataset indices of frames under human control (corrections,
     demonstrations): as in pi*0.6 they are `positive` whatever their advantage, which stays the
     computed one. Thresholds are taken before forcing, so forced frames add to `positive_fraction`.
+
+    Credit around takeovers (`rewact_tools.takeovers`; both need `human_index`): `credit="segment"`
+    ends the stretch before every takeover as a failure (returns and N-step windows stop there);
+    `pre_takeover_window=K` forces the last K policy frames before each takeover negative.
+    `threshold_by="value_bin"` takes the positive fraction within each of `value_bins` quantile bins
+    of the value per task instead of over the task (`THRESHOLD_GROUPS`).
     """
+    if credit not in CREDITS:
+        raise ValueError(f"credit must be one of {CREDITS}, got {credit!r}")
+    if human_index is None and (credit != "episode" or pre_takeover_window):
+        raise ValueError(
+            "credit='segment' and pre_takeover_window need human_index: the frames under human control "
+            "mark where the takeovers are"
+        )
+    human = None if human_index is None else np.asarray(list(human_index), dtype=np.int64)
+    if credit == "segment":
+        frames, outcomes = takeover_segments(frames, outcomes, human)
     table = pistar_returns(frames, outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as)
     table["value"] = _attach_values(table, values) - 1.0
-    table = _with_advantages(table, n_steps, positive_fraction, threshold)
-    return table if human_index is None else force_positive(table, human_index)
+    groups = _threshold_groups(table, threshold_by, value_bins)
+    table = _with_advantages(table, n_steps, positive_fraction, threshold, groups)
+    if credit == "segment":
+        table = restore_episodes(table)
+    if pre_takeover_window:
+        window = pre_takeover_index(table, human, pre_takeover_window)
+        table["positive"] = table["positive"] & ~table["index"].isin(window)
+    table = table[list(ADVANTAGE_COLUMNS)]
+    return table if human is None else force_positive(table, human)
+
+
+def _threshold_groups(table: pd.DataFrame, threshold_by: str, value_bins: int) -> pd.Series:
+    """Per frame, the group whose frames share one threshold: its task, or (task, value bin)."""
+    if threshold_by not in THRESHOLD_GROUPS:
+        raise ValueError(f"threshold_by must be one of {THRESHOLD_GROUPS}, got {threshold_by!r}")
+    tasks = table["task_index"].astype(np.int64)
+    if threshold_by == "task":
+        return tasks
+    if value_bins < 1:
+        raise ValueError(f"value_bins must be at least 1, got {value_bins}")
+    bins = table.groupby("task_index")["value"].transform(
+        lambda values: pd.qcut(values.rank(method="first"), value_bins, labels=False)
+    )
+    return tasks * value_bins + bins.astype(np.int64)
 
 
 def force_positive(table: pd.DataFrame, index: Iterable[int]) -> pd.DataFrame:
@@ -153,13 +199,20 @@ def time_baseline_advantages(
     table["value"] = (
         pd.Series(true_returns).groupby([table["task_index"], table["frame_index"]]).transform("mean")
     )
-    return _with_advantages(table, n_steps, positive_fraction, threshold)
+    return _with_advantages(table, n_steps, positive_fraction, threshold, table["task_index"])[
+        list(ADVANTAGE_COLUMNS)
+    ]
 
 
 def _with_advantages(
-    table: pd.DataFrame, n_steps: int | None, positive_fraction: float, threshold: float | None
+    table: pd.DataFrame,
+    n_steps: int | None,
+    positive_fraction: float,
+    threshold: float | None,
+    groups: pd.Series,
 ) -> pd.DataFrame:
-    """`table` (pistar_returns' columns and `value`) with N-step `return`, `advantage` and `positive`."""
+    """`table` (pistar_returns' columns and `value`) with N-step `return`, `advantage` and `positive`;
+    without a fixed `threshold`, `positive_fraction` of each of `groups` is positive."""
     targets = np.empty(len(table))
     for rows in table.groupby("episode_index").indices.values():
         targets[rows], _ = n_step_advantage(
@@ -168,11 +221,11 @@ def _with_advantages(
     table["return"] = targets
     table["advantage"] = targets - table["value"]
     if threshold is None:
-        thresholds = task_thresholds(table["advantage"], table["task_index"], positive_fraction)
-        table["positive"] = table["advantage"] > table["task_index"].map(thresholds)
+        thresholds = task_thresholds(table["advantage"], groups, positive_fraction)
+        table["positive"] = table["advantage"] > groups.map(thresholds)
     else:
         table["positive"] = table["advantage"] > threshold
-    return table[list(ADVANTAGE_COLUMNS)]
+    return table
 
 
 def check_advantages(table: pd.DataFrame, source: str = "advantages") -> None:
