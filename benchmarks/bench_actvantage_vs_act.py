@@ -227,9 +227,10 @@ def rabc_weighter(values: pd.DataFrame, policy, directory: Path):
 
 
 def build_arm(args, name: str, seed: int, dataset, settings: dict) -> tuple:
-    """A fresh (policy, preprocessor, postprocessor) of arm `name`, seeded with training seed `seed`."""
+    """A fresh (policy, preprocessor, postprocessor) of arm `name`, seeded with training seed `seed`;
+    ACT for the imitation arms, RewACT for RA-BC, ACTvantage for every `actvantage*` arm."""
     torch.manual_seed(seed)
-    if name in ("oracle", "filtered_bc", "act_all"):
+    if name in ("oracle", "filtered_bc", "act_all", "weighted_bc"):
         config = ACTConfig(**settings, optimizer_lr=args.lr)
         return ACTPolicy(config), *make_act_pre_post_processors(config, dataset.meta.stats)
     if name == "rabc":

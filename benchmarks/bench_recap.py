@@ -38,8 +38,10 @@ from filtered BC of round 0 (the clean-demonstration policy), and from the arm's
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import time
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
@@ -47,10 +49,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lerobot_policy_actvantage.configuration_actvantage import ADVANTAGE_INJECTIONS
 from lerobot_policy_rewact import RewACTConfig, RewACTPolicy
 from rewact_tools import compute_advantages, load_episode_outcomes, make_pre_post_processors, pistar_returns
+from rewact_tools.advantage_display import positive_by_phase
+from rewact_tools.advantages import THRESHOLD_GROUPS
 from rewact_tools.atomic import write_json
 from rewact_tools.lerobot_compat import HAS_SAMPLE_WEIGHTING
+from rewact_tools.metrics import reward_model_metrics
+from rewact_tools.takeovers import CREDITS, pre_takeover_index, takeover_segments
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import closed_loop_stats  # noqa: E402
@@ -64,6 +71,7 @@ from common import (  # noqa: E402
     TrainSettings,
     add_dataset_arguments,
     evaluate_pusht,
+    held_out_split,
     load_frames,
     pusht_corrections,
     pusht_dataset,
@@ -74,9 +82,45 @@ from common import (  # noqa: E402
 
 KEYS = ("observation.state", "observation.environment_state")
 DEFAULT_MIX = "clean=120,detour=60,giveup=120"
-ARMS = ("act_all", "filtered_bc", "rabc", "actvantage")
+ARMS = ("act_all", "filtered_bc", "weighted_bc", "rabc", "actvantage", "actvantage_pistar")
 REFERENCE_ARM = "filtered_bc"
-VALUE_ARMS = ("rabc", "actvantage")
+BASELINE_ARMS = ("filtered_bc", "weighted_bc")
+"""The simple baselines ACTvantage must beat: each round's better one is the reference of the goals."""
+ADVANTAGE_ARMS = ("actvantage", "actvantage_pistar")
+VALUE_ARMS = ("rabc", *ADVANTAGE_ARMS)
+PUSHT_FPS = 10
+
+
+@dataclass(frozen=True)
+class AdvantageRecipe:
+    """How an ACTvantage arm turns values into its positive labels (`compute_advantages`' options)."""
+
+    positive_fraction: float
+    n_steps: int | None
+    credit: str
+    pre_takeover_window: int
+    threshold_by: str
+    value_bins: int
+    injection: str
+
+
+def advantage_recipe(args, arm: str) -> AdvantageRecipe:
+    """`actvantage`: the command line's settings; `actvantage_pistar`: pi*0.6's published recipe (30 %
+    positive, N-step advantages with N = 1 s, outcomes per episode, one threshold per task, the
+    indicator on ACT's latent token), the control."""
+    if arm == "actvantage_pistar":
+        return AdvantageRecipe(0.3, PUSHT_FPS, "episode", 0, "task", args.value_bins, "encoder_token")
+    return AdvantageRecipe(
+        args.positive_fraction,
+        args.n_step,
+        args.credit,
+        args.pre_takeover_window if args.pre_takeover_negative else 0,
+        args.threshold_by,
+        args.value_bins,
+        args.injection,
+    )
+
+
 DEMONSTRATION_SEED = -1
 """The reset seed a round-0 episode carries in rollout form: it was recorded, not rolled out."""
 
@@ -105,9 +149,10 @@ def dataset_episodes(dataset, outcomes: dict[int, bool | None]) -> list[RolloutE
 
 
 class Experience:
-    """Every episode an arm trains on: frames in memory, their frame table, outcomes and corrections."""
+    """Every episode an arm trains on: frames in memory, their frame table, outcomes and corrections.
+    `pre_takeover_window` policy frames before each takeover are the stall that needed rescuing."""
 
-    def __init__(self, episodes: list[RolloutEpisode]):
+    def __init__(self, episodes: list[RolloutEpisode], pre_takeover_window: int):
         lengths = torch.tensor([episode.steps for episode in episodes])
         ends = torch.cumsum(lengths, 0)
         self.frames = Frames(
@@ -133,9 +178,12 @@ class Experience:
         intervention = np.concatenate([np.asarray(episode.intervention, dtype=bool) for episode in episodes])
         self.intervention_index = self.frames.index.numpy()[intervention]
         self.corrected_episodes = {i for i, episode in enumerate(episodes) if any(episode.intervention)}
+        self.demonstrations = {i for i, episode in enumerate(episodes) if episode.seed == DEMONSTRATION_SEED}
         self.frame_kinds = np.concatenate(
             [_frame_kinds(episode, i in self.corrected_episodes) for i, episode in enumerate(episodes)]
         )
+        self.pre_takeover = pre_takeover_index(self.table, self.intervention_index, pre_takeover_window)
+        self.frame_kinds[self.pre_takeover] = "pre_takeover"  # dataset index = row here
 
     def filtered_rows(self) -> torch.Tensor:
         """Filtered BC's training set: rows of the episodes the policy (or demonstrator) finished
@@ -149,17 +197,27 @@ class Experience:
         rows = self.frames.rows_of(succeeded) if succeeded else torch.zeros(0, dtype=torch.long)
         return torch.unique(torch.cat([rows, torch.from_numpy(self.intervention_index)]))
 
+    def sirius_weights(self) -> torch.Tensor:
+        """Intervention-weighted BC in Sirius's form, per row: 0 in the pre-takeover window, the
+        corrections together as heavy as every other frame together (half of each batch), 1 else."""
+        weights = np.ones(len(self.frames))
+        weights[self.pre_takeover] = 0.0
+        weights[self.intervention_index] = 0.0
+        if len(self.intervention_index):
+            weights[self.intervention_index] = weights.sum() / len(self.intervention_index)
+        return torch.from_numpy(weights)
 
-FRAME_KINDS = ("demonstration", "rollout", "corrected_rollout", "correction")
+
+FRAME_KINDS = ("demonstration", "rollout", "pre_takeover", "corrected_rollout", "correction")
 
 
 def _frame_kinds(episode: RolloutEpisode, corrected: bool) -> np.ndarray:
     """Who chose each frame's action: a demonstrator (round-0 episodes), the policy in a
     rollout without corrections, the policy in a corrected rollout, or the corrector."""
     if episode.seed == DEMONSTRATION_SEED:
-        return np.full(episode.steps, FRAME_KINDS[0])
-    policy_kind = FRAME_KINDS[2] if corrected else FRAME_KINDS[1]
-    return np.where(np.asarray(episode.intervention, dtype=bool), FRAME_KINDS[3], policy_kind)
+        return np.full(episode.steps, FRAME_KINDS[0], dtype=object)
+    policy_kind = FRAME_KINDS[3] if corrected else FRAME_KINDS[1]
+    return np.where(np.asarray(episode.intervention, dtype=bool), FRAME_KINDS[4], policy_kind).astype(object)
 
 
 def _stack(episodes: list[RolloutEpisode], field: str) -> torch.Tensor:
@@ -172,9 +230,40 @@ def _stack(episodes: list[RolloutEpisode], field: str) -> torch.Tensor:
 # One round of one arm
 
 
-def value_model_values(args, dataset, experience: Experience, seed: int, desc: str) -> pd.DataFrame:
-    """RewACT trained on this experience's pi*0.6 targets, and its value of every frame."""
-    returns = pistar_returns(experience.table, experience.outcomes, max_length=quick_max_length(args))
+def value_targets(args, experience: Experience, credit: str) -> pd.DataFrame:
+    """pi*0.6 value targets (`index`, `value_target`) of every frame, credited per episode or per
+    takeover segment (`rewact_tools.takeovers`), as the advantages that use them are."""
+    table, outcomes = experience.table, experience.outcomes
+    if credit == "segment":
+        table, outcomes = takeover_segments(table, outcomes, experience.intervention_index)
+    return pistar_returns(table, outcomes, max_length=quick_max_length(args))[["index", "value_target"]]
+
+
+def frame_values(policy, preprocessor, frames: Frames, rows: torch.Tensor) -> np.ndarray:
+    """The value model's value of each of `rows`, in batches."""
+    policy.eval()
+    chunk_size = policy.config.chunk_size
+    with torch.no_grad():
+        values = [
+            policy.predict_value(preprocessor(frames.batch(part, chunk_size))) for part in rows.split(1024)
+        ]
+    return torch.cat(values).numpy()
+
+
+def value_model_values(
+    args, dataset, experience: Experience, credit: str, seed: int, desc: str
+) -> tuple[pd.DataFrame, dict]:
+    """RewACT on this experience's pi*0.6 targets, chosen on validation episodes; every frame's value
+    and the report: the chosen step, its validation and test metrics (VOC, terminal AUROC, ...).
+
+    As in bench_actvantage_vs_act: every --hold-out-every-th success and failure is a test episode,
+    of the rest every --hold-out-every-th a validation one; checkpoints every --value-eval-every
+    steps, the best validation VOC wins."""
+    targets = value_targets(args, experience, credit)
+    train_and_validation, test = held_out_split(experience.outcomes, args.hold_out_every)
+    train, validation = held_out_split(
+        {e: experience.outcomes[e] for e in train_and_validation}, args.hold_out_every
+    )
     config = RewACTConfig(
         **{**policy_settings(args, dataset), "dropout": args.value_dropout},
         reward_source="dataset",
@@ -184,22 +273,43 @@ def value_model_values(args, dataset, experience: Experience, seed: int, desc: s
     torch.manual_seed(seed)
     policy = RewACTPolicy(config)
     frames = experience.frames
-    reward = frames.extra_by_index(returns["index"].to_numpy(), returns["value_target"].to_numpy()).float()
+    labels = frames.extra_by_index(targets["index"].to_numpy(), targets["value_target"].to_numpy()).float()
+
+    def score(episodes: list[int]) -> dict:
+        rows = frames.rows_of(episodes)
+        table = experience.table.iloc[rows.numpy()].assign(
+            value=frame_values(policy, preprocessor, frames, rows), label=labels[rows].numpy()
+        )
+        return reward_model_metrics(table, {e: experience.outcomes[e] for e in episodes})
+
+    best: dict = {}
+
+    def checkpoint(step: int, seconds: float) -> None:
+        metrics = score(validation)
+        voc = -np.inf if metrics["voc_mean"] is None else metrics["voc_mean"]
+        if not best or voc > best["voc"]:
+            best.update(voc=voc, step=step, metrics=metrics, state=copy.deepcopy(policy.state_dict()))
+
     train_policy(
         policy,
         preprocessor,
         frames,
-        torch.arange(len(frames)),
+        frames.rows_of(train),
         TrainSettings(steps=args.value_steps, batch_size=args.batch_size, lr=args.value_lr, seed=seed),
-        extras={"reward": reward},
+        extras={"reward": labels},
+        checkpoints=range(args.value_eval_every, args.value_steps + 1, args.value_eval_every),
+        on_checkpoint=checkpoint,
         desc=desc,
     )
-    policy.eval()
-    values = [
-        policy.predict_value(preprocessor(frames.batch(rows, config.chunk_size)))
-        for rows in torch.arange(len(frames)).split(1024)
-    ]
-    return experience.table[["index", "episode_index", "frame_index"]].assign(value=torch.cat(values).numpy())
+    policy.load_state_dict(best["state"])
+    report = {
+        "chosen_step": best["step"],
+        "validation": best["metrics"],
+        "test": score(test),
+        "episodes": {"train": len(train), "validation": len(validation), "test": len(test)},
+    }
+    values = frame_values(policy, preprocessor, frames, torch.arange(len(frames)))
+    return experience.table[["index", "episode_index", "frame_index"]].assign(value=values), report
 
 
 def train_arm(
@@ -210,23 +320,31 @@ def train_arm(
     dataset,
     experience: Experience,
     scratch: Path,
-    previous: tuple | None,
+    start: tuple | None,
 ) -> tuple:
     """The arm's policy and processors trained on `experience`, and what it trained on: from scratch,
-    or `previous` round's (policy, preprocessor, postprocessor) fine-tuned when --finetune-steps > 0."""
+    or `start`'s (policy, preprocessor, postprocessor) fine-tuned when --finetune-steps > 0."""
     desc = _description(arm, seed, round_)
-    finetune = previous is not None and args.finetune_steps > 0
+    finetune = start is not None and args.finetune_steps > 0
+    recipe = advantage_recipe(args, arm) if arm in ADVANTAGE_ARMS else None
     if finetune:
-        policy, preprocessor, postprocessor = previous
+        policy, preprocessor, postprocessor = copy.deepcopy(start)
     else:
-        policy, preprocessor, postprocessor = build_arm(
-            args, arm, seed, dataset, policy_settings(args, dataset)
-        )
+        settings = policy_settings(args, dataset)
+        if recipe is not None:
+            settings["advantage_injection"] = recipe.injection
+        policy, preprocessor, postprocessor = build_arm(args, arm, seed, dataset, settings)
     frames = experience.frames
     rows = experience.filtered_rows() if arm == REFERENCE_ARM else torch.arange(len(frames))
-    extras, weighter, info = {}, None, {"train_frames": len(rows)}
+    extras, weighter, row_weights = {}, None, None
+    info: dict = {"train_frames": len(rows)}
+    if arm == "weighted_bc":
+        row_weights = experience.sirius_weights()
     if arm in VALUE_ARMS:
-        values = value_model_values(args, dataset, experience, seed, f"{desc} value model")
+        credit = "episode" if recipe is None else recipe.credit
+        values, info["value_model"] = value_model_values(
+            args, dataset, experience, credit, seed, f"{desc} value model"
+        )
         if arm == "rabc":
             extras = {"reward": torch.zeros(len(frames))}  # RA-BC reads progress; no value loss
             weighter = rabc_weighter(values, policy, scratch)
@@ -235,22 +353,22 @@ def train_arm(
                 experience.table,
                 values,
                 experience.outcomes,
-                positive_fraction=args.positive_fraction,
+                positive_fraction=recipe.positive_fraction,
+                n_steps=recipe.n_steps,
                 max_length=quick_max_length(args),
                 human_index=experience.intervention_index,
+                credit=recipe.credit,
+                pre_takeover_window=recipe.pre_takeover_window,
+                threshold_by=recipe.threshold_by,
+                value_bins=recipe.value_bins,
             )
             extras = {
                 "advantage": frames.extra_by_index(
                     advantages["index"].to_numpy(), advantages["positive"].to_numpy()
                 ).bool()
             }
-            info["positive_fraction"] = round(float(advantages["positive"].mean()), 4)
-            # Which frames "positive" asks for: the policy's own stalls in rescued episodes count
-            # as parts of a success, where filtered BC drops them.
-            by_kind = pd.Series(extras["advantage"].numpy(), index=experience.frame_kinds)
-            info["positive_fraction_by_kind"] = {
-                kind: round(float(group.mean()), 4) for kind, group in by_kind.groupby(level=0)
-            }
+            info["recipe"] = asdict(recipe)
+            info |= positive_fractions(experience, advantages, extras["advantage"])
     settings = TrainSettings(
         steps=args.finetune_steps if finetune else args.steps,
         batch_size=args.batch_size,
@@ -260,25 +378,56 @@ def train_arm(
     )
     info["fine_tuned"] = finetune
     info |= train_policy(
-        policy, preprocessor, frames, rows, settings, extras=extras, desc=desc, sample_weighter=weighter
+        policy,
+        preprocessor,
+        frames,
+        rows,
+        settings,
+        extras=extras,
+        desc=desc,
+        sample_weighter=weighter,
+        row_weights=row_weights,
     )
     return policy, preprocessor, postprocessor, info
+
+
+def positive_fractions(experience: Experience, advantages: pd.DataFrame, positive: torch.Tensor) -> dict:
+    """Where "positive" lies: over all frames, by frame kind (the policy's own stalls in rescued
+    episodes count as parts of a success under per-episode credit, where filtered BC drops them),
+    and by fifth of the demonstrations' successes (a threshold can leave their finish negative)."""
+    by_kind = pd.Series(positive.numpy(), index=experience.frame_kinds)
+    demonstrations = {
+        episode: "successful demonstration"
+        for episode in experience.demonstrations
+        if experience.outcomes[episode]
+    }
+    phases = positive_by_phase(
+        advantages[advantages["episode_index"].isin(demonstrations)], demonstrations
+    ).round(4)
+    return {
+        "positive_fraction": round(float(positive.float().mean()), 4),
+        "positive_fraction_by_kind": {
+            kind: round(float(group.mean()), 4) for kind, group in by_kind.groupby(level=0)
+        },
+        "positive_fraction_by_phase": phases.iloc[0].to_dict() if len(phases) else {},
+    }
 
 
 def run_chain(args, arm: str, seed: int, dataset, base: list[RolloutEpisode], scratch: Path) -> list[dict]:
     """Every round of one (arm, training seed): train, evaluate, collect; returns one dict per round."""
     collected: list[RolloutEpisode] = []
     rounds = []
-    previous = None
+    start = None
     for round_ in range(args.rounds + 1):
-        experience = Experience(base + collected)
+        experience = Experience(base + collected, args.pre_takeover_window)
         desc = _description(arm, seed, round_)
         policy, preprocessor, postprocessor, info = train_arm(
-            args, arm, seed, round_, dataset, experience, scratch, previous
+            args, arm, seed, round_, dataset, experience, scratch, start
         )
-        previous = (policy, preprocessor, postprocessor)
+        if round_ == 0 or args.finetune_from == "previous":
+            start = (policy, preprocessor, postprocessor)
         evaluations = {}
-        for beta in [1.0, args.guided_beta] if arm == "actvantage" else [None]:
+        for beta in [1.0, args.guided_beta] if arm in ADVANTAGE_ARMS and args.guided_beta else [None]:
             if beta is not None:
                 policy.config.guidance_scale = beta
             evaluations[_label(arm, beta)] = evaluate_pusht(
@@ -291,7 +440,7 @@ def run_chain(args, arm: str, seed: int, dataset, base: list[RolloutEpisode], sc
                 max_steps=args.eval_max_steps,
                 desc=f"{desc} eval",
             )
-        if arm == "actvantage":
+        if arm in ADVANTAGE_ARMS:
             policy.config.guidance_scale = 1.0
         record = {
             "round": round_,
@@ -359,7 +508,21 @@ def _round_line(record: dict) -> str:
     positives = (
         "" if by_kind is None else "; positive " + ", ".join(f"{k} {v:.2f}" for k, v in by_kind.items())
     )
-    return evaluation + more + positives
+    by_phase = record.get("positive_fraction_by_phase")
+    if by_phase:
+        positives += (
+            " (successful demonstrations by fifth "
+            + " ".join(f"{v:.2f}" for k, v in by_phase.items() if k != "all")
+            + ")"
+        )
+    value_model = record.get("value_model")
+    value = (
+        ""
+        if value_model is None
+        else f"; value model step {value_model['chosen_step']}: test VOC {value_model['test']['voc_mean']}, "
+        f"AUROC {value_model['test']['terminal_auroc']}"
+    )
+    return evaluation + more + positives + value
 
 
 # ------------------------------------------------------------------------------------------------
@@ -432,7 +595,12 @@ def summarise(per_seed: dict[str, dict], rounds: int) -> dict:
     each arm's difference from filtered BC of round 0 and from its own previous round."""
     flat = evaluations_by_seed(per_seed)
     labels = sorted({key.rsplit("@", 1)[0] for evaluations in flat.values() for key in evaluations})
-    summary: dict = {"rounds": {}, "vs_round0_filtered_bc": {}, "vs_previous_round": {}}
+    summary: dict = {
+        "rounds": {},
+        "vs_round0_filtered_bc": {},
+        "vs_previous_round": {},
+        "vs_weighted_bc": {},
+    }
     for round_ in range(rounds + 1):
         keys = [f"{label}@{round_}" for label in labels]
         in_round = {
@@ -452,6 +620,11 @@ def summarise(per_seed: dict[str, dict], rounds: int) -> dict:
             str(round_): compare(flat, f"{label}@{round_}", f"{label}@{round_ - 1}")
             for round_ in range(1, rounds + 1)
         }
+        if "weighted_bc" in labels and label != "weighted_bc":
+            summary["vs_weighted_bc"][label] = {
+                str(round_): compare(flat, f"{label}@{round_}", f"weighted_bc@{round_}")
+                for round_ in range(rounds + 1)
+            }
     return summary
 
 
@@ -503,7 +676,9 @@ def print_table(results: dict) -> None:
     for round_, summary in results["summary"]["rounds"].items():
         print(f"round {round_} (differences: vs {REFERENCE_ARM} of this round)")
         closed_loop_stats.print_summary(summary, REFERENCE_ARM)
-    for title in ("vs_round0_filtered_bc", "vs_previous_round"):
+    for title in ("vs_weighted_bc", "vs_round0_filtered_bc", "vs_previous_round"):
+        if not results["summary"].get(title):
+            continue
         print(title)
         for label, by_round in results["summary"][title].items():
             for round_, metrics in by_round.items():
@@ -543,15 +718,64 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--finetune-lr", type=float, default=3e-4, help="peak lr of the fine-tuning rounds")
     parser.add_argument(
-        "--value-steps", type=int, default=None, help="value-model steps per round (default 1500)"
+        "--value-steps", type=int, default=None, help="value-model steps per round (default 3000)"
+    )
+    parser.add_argument(
+        "--value-eval-every", type=int, default=None, help="value-model validation period (default 500)"
+    )
+    parser.add_argument(
+        "--hold-out-every",
+        type=int,
+        default=None,
+        help="value-model test and validation: every N-th episode (10)",
     )
     parser.add_argument("--value-lr", type=float, default=4e-4)
     parser.add_argument("--value-dropout", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine")
-    parser.add_argument("--positive-fraction", type=float, default=0.3)
-    parser.add_argument("--guided-beta", type=float, default=1.5, help="ACTvantage's guided evaluation")
+    parser.add_argument("--positive-fraction", type=float, default=0.3, help="actvantage's (default 0.3)")
+    parser.add_argument(
+        "--n-step",
+        type=int,
+        default=None,
+        help="actvantage's advantage horizon in frames (default: Monte Carlo)",
+    )
+    parser.add_argument(
+        "--credit", choices=CREDITS, default="episode", help="actvantage's outcome credit (default episode)"
+    )
+    parser.add_argument(
+        "--pre-takeover-window",
+        type=int,
+        default=None,
+        help="policy frames before a takeover that are its stall: weighted BC's zero-weight window, "
+        "a frame kind of the report and, with --pre-takeover-negative, forced negative (default --patience)",
+    )
+    parser.add_argument(
+        "--pre-takeover-negative",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="actvantage: force the pre-takeover window negative",
+    )
+    parser.add_argument(
+        "--threshold-by", choices=THRESHOLD_GROUPS, default="task", help="actvantage's threshold groups"
+    )
+    parser.add_argument("--value-bins", type=int, default=10, help="with --threshold-by value_bin")
+    parser.add_argument(
+        "--injection",
+        choices=ADVANTAGE_INJECTIONS,
+        default="encoder_token",
+        help="where actvantage's indicator enters ACT (default encoder_token)",
+    )
+    parser.add_argument(
+        "--finetune-from",
+        choices=("previous", "round0"),
+        default="previous",
+        help="later rounds fine-tune the previous round's policy or round 0's (pi*0.6)",
+    )
+    parser.add_argument(
+        "--guided-beta", type=float, default=1.5, help="ACTvantage's guided evaluation; 0 skips it"
+    )
     parser.add_argument("--rollout-episodes", type=int, default=None, help="collected per round (default 50)")
     parser.add_argument(
         "--corrections", action=argparse.BooleanOptionalAction, default=True, help="scripted corrections"
@@ -576,7 +800,9 @@ def parse_args() -> argparse.Namespace:
         "rounds": 1 if args.quick else 2,
         "steps": 4 if args.quick else 6000,
         "finetune_steps": 2 if args.quick else 2000,
-        "value_steps": 4 if args.quick else 1500,
+        "value_steps": 4 if args.quick else 3000,
+        "value_eval_every": 2 if args.quick else 500,
+        "hold_out_every": 2 if args.quick else 10,
         "rollout_episodes": 2 if args.quick else 50,
         "eval_episodes": 2 if args.quick else 50,
         "eval_max_steps": 40 if args.quick else 300,
@@ -590,6 +816,8 @@ def parse_args() -> argparse.Namespace:
         args.env_batch = min(args.env_batch, 2)
         args.patience = min(args.patience, 3)
         args.correction_steps = min(args.correction_steps, 5)
+    if args.pre_takeover_window is None:
+        args.pre_takeover_window = args.patience
     args.seeds = [int(seed) for seed in str(args.seeds).split(",")]
     args.arms = args.arms.split(",")
     unknown = [arm for arm in args.arms if arm not in ARMS]
@@ -632,6 +860,14 @@ def main() -> None:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "positive_fraction": args.positive_fraction,
+        "actvantage_recipe": asdict(advantage_recipe(args, "actvantage")),
+        "value_model": {
+            "steps": args.value_steps,
+            "eval_every": args.value_eval_every,
+            "hold_out_every": args.hold_out_every,
+        },
+        "pre_takeover_window": args.pre_takeover_window,
+        "finetune_from": args.finetune_from,
         "rollout_episodes": args.rollout_episodes,
         "corrections": None if args.corrections is None else args.corrections.as_dict(),
         "eval": {

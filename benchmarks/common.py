@@ -337,8 +337,12 @@ def train_policy(
     on_checkpoint: Callable[[int, float], None] | None = None,
     desc: str = "train",
     sample_weighter: Any = None,
+    row_weights: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Train `policy` on random batches of `rows` with AdamW; returns steps done, time and last loss.
+
+    `row_weights` (one per row, >= 0) draws rows in proportion to it instead of uniformly: a
+    resampling form of per-frame loss weights (IWR, Sirius) that every policy's loss accepts.
 
     With a LeRobot 0.6 `sample_weighter` (e.g. RA-BC's), each sample's loss is weighted as
     `lerobot-train` weights it: `(loss_i * w_i).sum() / (w.sum() + 1e-6)` over
@@ -355,6 +359,8 @@ def train_policy(
         raise ValueError(f"TrainSettings.clock={settings.clock!r} is not one of {list(CLOCKS)}")
     if settings.lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"TrainSettings.lr_schedule={settings.lr_schedule!r} is not one of {LR_SCHEDULES}")
+    if row_weights is not None and (row_weights.shape != rows.shape or not (row_weights >= 0).all()):
+        raise ValueError(f"row_weights must be one weight >= 0 per row ({tuple(rows.shape)})")
     clock = CLOCKS[settings.clock]
     next_timed_checkpoint = settings.checkpoint_every_s or math.inf
     generator = torch.Generator().manual_seed(settings.seed)
@@ -374,7 +380,11 @@ def train_policy(
     train_seconds, loss_value, step = 0.0, math.nan, 0
     for step in tqdm(range(1, settings.steps + 1), desc=desc, unit="step", mininterval=5.0):
         start = clock()
-        picked = rows[torch.randint(len(rows), (settings.batch_size,), generator=generator)]
+        if row_weights is None:
+            drawn = torch.randint(len(rows), (settings.batch_size,), generator=generator)
+        else:
+            drawn = torch.multinomial(row_weights, settings.batch_size, replacement=True, generator=generator)
+        picked = rows[drawn]
         batch = preprocessor(frames.batch(picked, chunk_size, extras))
         if sample_weighter is None:
             loss, _ = policy.forward(batch)

@@ -261,7 +261,14 @@ def test_recap_quick(tmp_path):
     output = tmp_path / "recap.json"
     run_benchmark("bench_recap.py", "--data-dir", str(tmp_path / "data"), "--output", str(output))
     results = json.loads(output.read_text())
-    arms = ["act_all", "filtered_bc", *(["rabc"] if HAS_SAMPLE_WEIGHTING else []), "actvantage"]
+    arms = [
+        "act_all",
+        "filtered_bc",
+        "weighted_bc",
+        *(["rabc"] if HAS_SAMPLE_WEIGHTING else []),
+        "actvantage",
+        "actvantage_pistar",
+    ]
     assert results["complete"] and list(results["per_seed"]["0"]) == arms and results["threads"] == 1
     for arm, rounds in results["per_seed"]["0"].items():
         first, second = rounds
@@ -272,11 +279,28 @@ def test_recap_quick(tmp_path):
         assert second["episodes"] == first["episodes"] + 2
         assert second["frames"] == first["frames"] + collected["env_steps"]
         assert second["intervention_frames"] == collected["intervention_frames"]
-        labels = ["actvantage", "actvantage_beta1.5"] if arm == "actvantage" else [arm]
+        labels = [arm, f"{arm}_beta1.5"] if arm.startswith("actvantage") else [arm]
         assert list(second["eval"]) == labels and second["eval"][arm]["episodes"] == 2
+        if arm in ("rabc", "actvantage", "actvantage_pistar"):  # a value model chosen on validation
+            value_model = second["value_model"]
+            assert value_model["chosen_step"] in (2, 4) and "voc_mean" in value_model["test"]
     # Corrections are forced positive; the record says which frames "positive" asks for.
-    by_kind = results["per_seed"]["0"]["actvantage"][1]["positive_fraction_by_kind"]
+    actvantage = results["per_seed"]["0"]["actvantage"][1]
+    by_kind = actvantage["positive_fraction_by_kind"]
     assert by_kind["correction"] == 1.0 and "demonstration" in by_kind
+    assert set(actvantage["positive_fraction_by_phase"]) == {"1/5", "2/5", "3/5", "4/5", "5/5", "all"}
+    # The control is pi*0.6's recipe; actvantage follows the command line (defaults here).
+    control = results["per_seed"]["0"]["actvantage_pistar"][0]["recipe"]
+    assert control == {
+        "positive_fraction": 0.3,
+        "n_steps": 10,
+        "credit": "episode",
+        "pre_takeover_window": 0,
+        "threshold_by": "task",
+        "value_bins": 10,
+        "injection": "encoder_token",
+    }
+    assert actvantage["recipe"]["n_steps"] is None and results["actvantage_recipe"] == actvantage["recipe"]
     filtered, everything = results["per_seed"]["0"]["filtered_bc"], results["per_seed"]["0"]["act_all"]
     assert 0 < filtered[1]["train_frames"] < everything[1]["train_frames"] == everything[1]["frames"]
     summary = results["summary"]
@@ -284,6 +308,7 @@ def test_recap_quick(tmp_path):
     assert "minus_filtered_bc" in summary["rounds"]["1"]["actvantage"]["success_rate"]
     assert set(summary["vs_round0_filtered_bc"]["filtered_bc"]) == {"1"}
     assert set(summary["vs_previous_round"]["actvantage"]["1"]) == set(closed_loop_stats_metrics())
+    assert set(summary["vs_weighted_bc"]["filtered_bc"]) == {"0", "1"}
     assert output.with_suffix(".png").stat().st_size > 0
 
 
@@ -310,7 +335,8 @@ def test_recap_filtered_bc_keeps_own_successes_and_corrections_only():
             episode(True, [False, True, True, False]),  # rows 3-6
             episode(False, [True, False]),  # rows 7-8
             episode(False, [False] * 2),  # rows 9-10
-        ]
+        ],
+        pre_takeover_window=0,
     )
     assert experience.filtered_rows().tolist() == [0, 1, 2, 4, 5, 7]
     assert experience.corrected_episodes == {1, 2}
@@ -321,7 +347,91 @@ def test_recap_filtered_bc_keeps_own_successes_and_corrections_only():
         *["rollout"] * 2,
     ]
     demonstration = dataclasses.replace(episode(False, [False] * 2), seed=bench_recap.DEMONSTRATION_SEED)
-    assert bench_recap.Experience([demonstration]).frame_kinds.tolist() == ["demonstration"] * 2
+    assert bench_recap.Experience([demonstration], 0).frame_kinds.tolist() == ["demonstration"] * 2
+
+
+def test_recap_weighted_bc_in_siriuss_form():
+    """Sirius's weights as sampling weights: the pre-takeover window 0, the corrections together as
+    heavy as every other frame together, the rest 1; the window is also a frame kind of its own."""
+    import bench_recap
+
+    steps = [False, False, False, True, True, False]  # policy 0-2, takeover 3-4, hand-back 5
+    episodes = [
+        common.RolloutEpisode(
+            seed=0,
+            state=[np.zeros(2)] * len(steps),
+            environment_state=[np.zeros(16)] * len(steps),
+            action=[np.zeros(2)] * len(steps),
+            intervention=steps,
+            success=True,
+        ),
+        common.RolloutEpisode(
+            seed=bench_recap.DEMONSTRATION_SEED,
+            state=[np.zeros(2)] * 4,
+            environment_state=[np.zeros(16)] * 4,
+            action=[np.zeros(2)] * 4,
+            intervention=[False] * 4,
+            success=True,
+        ),
+    ]
+    experience = bench_recap.Experience(episodes, pre_takeover_window=2)
+    assert experience.sirius_weights().tolist() == [1, 0, 0, 3, 3, 1, 1, 1, 1, 1]
+    assert experience.frame_kinds.tolist() == [
+        "corrected_rollout",
+        "pre_takeover",
+        "pre_takeover",
+        "correction",
+        "correction",
+        "corrected_rollout",
+        *["demonstration"] * 4,
+    ]
+    assert bench_recap.Experience(episodes[1:], 2).sirius_weights().tolist() == [1] * 4
+
+
+def test_train_policy_draws_rows_by_weight():
+    """Rows of weight 0 are never drawn; the batch comes from the weighted rows only."""
+    frames = common.Frames(
+        observations={"observation.state": torch.zeros(6, 2)},
+        action=torch.zeros(6, 2),
+        index=torch.arange(6),
+        episode_index=torch.zeros(6, dtype=torch.long),
+        episode_end=torch.full((6,), 6),
+        image_keys=frozenset(),
+    )
+    seen: list[int] = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+            self.config = type("Config", (), {"chunk_size": 1})()
+
+        def get_optim_params(self):
+            return self.parameters()
+
+        def forward(self, batch):
+            seen.extend(batch["index"].tolist())
+            return self.weight.square().sum(), {}
+
+    weights = torch.tensor([0.0, 1.0, 0.0, 3.0, 0.0, 0.0])
+    common.train_policy(
+        Recorder(),
+        lambda batch: batch,
+        frames,
+        torch.arange(6),
+        common.TrainSettings(steps=50, batch_size=8),
+        row_weights=weights,
+    )
+    assert set(seen) == {1, 3} and seen.count(3) > seen.count(1)
+    with pytest.raises(ValueError, match="one weight >= 0 per row"):
+        common.train_policy(
+            Recorder(),
+            lambda batch: batch,
+            frames,
+            torch.arange(6),
+            common.TrainSettings(steps=1),
+            row_weights=-weights,
+        )
 
 
 def closed_loop_stats_metrics() -> list[str]:
