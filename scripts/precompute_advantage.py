@@ -12,6 +12,12 @@ control (the dataset's `intervention` column, as lerobot-rollout's DAgger strate
 robocandywrapper's episode_modes.json) are positive whatever their advantage, as in pi*0.6
 (--no-force-human-positive turns that off).
 
+Credit around takeovers (frames where a human took control of a rollout), for RECAP's rollouts:
+--credit segment ends the stretch before each takeover as a failure, so the policy's stall is not
+credited with the rescued episode's success; --pre-takeover-window K forces the last K policy frames
+before each takeover negative. --threshold-by value_bin takes the positive fraction within each of
+--value-bins bins of the value, so the finish of a success gets its share of positives.
+
 Episode outcomes come from robocandywrapper's outcomes file or the dataset's next.success column;
 --outcomes PATH reads another outcomes file, and --outcomes-from-model lets the checkpoint decide
 (success when its predicted progress on an episode's last frame is >= --success-threshold): the
@@ -30,6 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rewact_tools.advantage_display import ADVANTAGES_RELATIVE_PATH
+from rewact_tools.advantages import THRESHOLD_GROUPS
 from rewact_tools.cli import (
     UNKNOWN_OUTCOMES,
     CliError,
@@ -44,6 +51,7 @@ from rewact_tools.cli import (
     run_cli,
 )
 from rewact_tools.outcomes import DEFAULT_SUCCESS_THRESHOLD
+from rewact_tools.takeovers import CREDITS
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -63,6 +71,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="fraction of each task's frames marked positive (default 0.30)",
     )
     split.add_argument("--threshold", type=float, help="fixed advantage threshold instead of a fraction")
+    parser.add_argument(
+        "--credit",
+        choices=CREDITS,
+        default="episode",
+        help="outcome credit: per episode (pi*0.6) or per takeover segment (default: episode)",
+    )
+    parser.add_argument(
+        "--pre-takeover-window",
+        type=int,
+        default=0,
+        help="policy frames before each takeover forced negative (default 0: none)",
+    )
+    parser.add_argument(
+        "--threshold-by",
+        choices=THRESHOLD_GROUPS,
+        default="task",
+        help="where --positive-fraction is taken: per task, or per value bin of each task (default: task)",
+    )
+    parser.add_argument(
+        "--value-bins", type=positive_int, default=10, help="with --threshold-by value_bin (10)"
+    )
     parser.add_argument(
         "--c-fail",
         type=float,
@@ -112,6 +141,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--success-threshold needs --outcomes-from-model")
     if args.success_threshold is None:
         args.success_threshold = DEFAULT_SUCCESS_THRESHOLD
+    if (args.credit != "episode" or args.pre_takeover_window) and not args.force_human_positive:
+        parser.error(
+            "--credit segment and --pre-takeover-window read the takeovers from the frames under human control: drop --no-force-human-positive"
+        )
+    if args.pre_takeover_window < 0:
+        parser.error(f"--pre-takeover-window must be at least 0, got {args.pre_takeover_window}")
+    if args.threshold is not None and args.threshold_by != "task":
+        parser.error("--threshold fixes one threshold; --threshold-by needs --positive-fraction")
     return args
 
 
@@ -139,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rewact_tools.control_modes import human_frame_index
     from rewact_tools.outcomes import MissingOutcomesError, load_episode_outcomes, outcomes_from_values
     from rewact_tools.returns import dataset_frames
+    from rewact_tools.takeovers import frame_kinds
     from rewact_tools.values import compute_values
 
     if args.threshold is None and not 0.0 < args.positive_fraction < 1.0:
@@ -164,8 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.outcomes_from_model:
         outcomes = outcomes_from_values(values, args.success_threshold)
         source = f"model: final progress >= {args.success_threshold}"
+    if (args.credit != "episode" or args.pre_takeover_window) and human is None:
+        raise CliError(
+            f"--credit {args.credit} and --pre-takeover-window need to know who controlled each frame, but "
+            f"{args.dataset_repo_id} has no intervention column nor episode_modes.json"
+        )
+    frames = dataset_frames(dataset)
     table = compute_advantages(
-        dataset_frames(dataset),
+        frames,
         values,
         outcomes,
         n_steps=args.n_step,
@@ -175,11 +219,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_length=args.max_length,
         unknown_as=UNKNOWN_OUTCOMES[args.unknown_outcome],
         human_index=human,
+        credit=args.credit,
+        pre_takeover_window=args.pre_takeover_window,
+        threshold_by=args.threshold_by,
+        value_bins=args.value_bins,
     )
     write_advantages(table, output)
 
-    if args.threshold is None:
+    if args.threshold is None and args.threshold_by == "task":
         thresholds = task_thresholds(table["advantage"], table["task_index"], args.positive_fraction)
+    elif args.threshold is None:
+        thresholds = dict.fromkeys(table["task_index"].unique().tolist(), float("nan"))  # one per bin
     else:
         thresholds = dict.fromkeys(table["task_index"].unique().tolist(), args.threshold)
     tasks = {
@@ -201,6 +251,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(task_summary(table, thresholds, tasks).to_string(index=False))
         print("positive fraction by episode outcome and phase (fifths of each episode):")
         print(positive_by_phase(table, outcome_names(outcomes)).to_string())
+        if human is not None:
+            kinds = frame_kinds(frames, human, args.pre_takeover_window)
+            positive = table.set_index("index")["positive"].reindex(kinds.index)
+            print(f"positive fraction by frame kind (pre-takeover window {args.pre_takeover_window} frames):")
+            print(
+                positive.groupby(kinds)
+                .agg(["mean", "size"])
+                .rename(columns={"mean": "positive", "size": "frames"})
+                .to_string()
+            )
     print(f"wrote {output}")
     return 0
 

@@ -672,3 +672,57 @@ def test_precompute_advantage_on_a_rollout_dataset(workdir, rollout_dataset, che
     assert not table.loc[table["index"].isin(human), "positive"].any() and len(human) == 7
     assert f"episode outcomes ({outcomes_file}): 2 success, 1 failure, 0 unknown" in from_file.stdout
     assert "human-controlled frames" not in from_file.stdout
+
+
+def test_precompute_advantage_credits_takeovers(workdir, rollout_dataset, checkpoint):
+    """--credit segment, --pre-takeover-window and --threshold-by value_bin reach compute_advantages,
+    and the positive fraction is printed by frame kind; takeovers need the human frames."""
+    import pandas as pd
+
+    from rewact_tools.cli import load_reward_model
+    from rewact_tools.values import compute_values
+
+    dataset = LeRobotDataset("local/rollout", root=rollout_dataset)
+    frames = dataset_frames(dataset)
+    human = frames.loc[
+        [
+            rollout_intervened(e, f)
+            for e, f in zip(frames["episode_index"], frames["frame_index"], strict=True)
+        ],
+        "index",
+    ].tolist()
+    policy, preprocessor = load_reward_model(checkpoint, "cpu")
+    values = compute_values(policy, dataset, 8, preprocessor=preprocessor, progress=False)
+    outcomes = {0: True, 1: True, 2: False}
+    outcomes_file = write_episode_outcomes(workdir / "rollout_outcomes_credit", outcomes)
+    output = workdir / "rollout_segment.parquet"
+    common = [
+        *dataset_args(rollout_dataset, "local/rollout"),
+        *("--policy-path", checkpoint, "--outcomes", outcomes_file, "--credit", "segment"),
+    ]
+    credited, unforced = run_scripts(
+        (
+            "precompute_advantage.py",
+            [
+                *common,
+                *("--pre-takeover-window", "2", "--threshold-by", "value_bin", "--value-bins", "2"),
+                *("--positive-fraction", "0.5", "--output", output),
+            ],
+        ),
+        ("precompute_advantage.py", [*common, "--no-force-human-positive"]),
+        without_robocandywrapper=True,
+    )
+    credited.check()
+    options = {"credit": "segment", "pre_takeover_window": 2, "threshold_by": "value_bin", "value_bins": 2}
+    expected = compute_advantages(
+        frames, values, outcomes, positive_fraction=0.5, human_index=human, **options
+    )
+    table = read_advantages(output)
+    pd.testing.assert_frame_equal(table, expected)
+    # Episode 1's policy frames 0-1 are the pre-takeover window: negative, and printed as such.
+    window = frames.loc[(frames["episode_index"] == 1) & (frames["frame_index"] < 2), "index"]
+    assert not table.loc[table["index"].isin(window), "positive"].any()
+    assert "positive fraction by frame kind (pre-takeover window 2 frames)" in credited.stdout
+    for kind in ("correction", "pre_takeover", "rescued_rollout", "rollout"):
+        assert kind in credited.stdout
+    unforced.check_user_error("--credit segment and --pre-takeover-window read the takeovers")

@@ -9,7 +9,7 @@ import pytest
 
 from rewact_tools.advantages import compute_advantages
 from rewact_tools.returns import pistar_returns
-from rewact_tools.takeovers import pre_takeover_index, restore_episodes, takeover_segments
+from rewact_tools.takeovers import frame_kinds, pre_takeover_index, restore_episodes, takeover_segments
 
 # Episode 0 (a rescued rollout, 10 frames): policy 0-3, takeover at 4 (human 4-5), hand-back 6-7,
 # takeover at 8 (human 8-9), ends in success. Episode 1: a policy success (6 frames). Episode 2:
@@ -146,3 +146,17 @@ def test_value_bin_thresholds_give_every_stage_its_positives():
 def test_bad_options_raise(frames, values, options, message):
     with pytest.raises(ValueError, match=message):
         compute_advantages(frames, values, OUTCOMES, **options)
+
+
+def test_frame_kinds_say_who_chose_each_action(frames):
+    kinds = frame_kinds(frames, HUMAN, window=2).sort_index()
+    assert kinds.tolist() == [
+        *["rescued_rollout"] * 2,
+        *["pre_takeover"] * 2,
+        *["correction"] * 2,
+        *["pre_takeover"] * 2,
+        *["correction"] * 2,
+        *["rollout"] * 6,
+        *["demonstration"] * 4,
+    ]
+    assert set(frame_kinds(frames, [], window=2)) == {"rollout"}

@@ -96,6 +96,7 @@ def pre_takeover_index(frames: pd.DataFrame, human_index: Iterable[int], window:
     policy had control for less time), sorted."""
     if window < 0:
         raise ValueError(f"the pre-takeover window must be a number of frames >= 0, got {window}")
+    human_index = np.asarray(list(human_index), dtype=np.int64)
     table, takeover = _sorted_with_takeovers(frames, human_index)
     human = _human_mask(table, human_index)
     episode = table["episode_index"].to_numpy()
@@ -106,3 +107,28 @@ def pre_takeover_index(frames: pd.DataFrame, human_index: Iterable[int], window:
             chosen[row] = True
             row -= 1
     return np.sort(table["index"].to_numpy()[chosen])
+
+
+FRAME_KINDS = ("demonstration", "rollout", "pre_takeover", "rescued_rollout", "correction")
+
+
+def frame_kinds(frames: pd.DataFrame, human_index: Iterable[int], window: int) -> pd.Series:
+    """Who chose each frame's action, by dataset index (`FRAME_KINDS`): a human through a whole
+    episode (`demonstration`), the policy in an episode nobody took over (`rollout`), the policy in
+    the `window` frames before a takeover (`pre_takeover`) or elsewhere in a taken-over episode
+    (`rescued_rollout`), or a human who took over (`correction`). Why: each kind should be positive
+    as often as the credit intends, which `precompute_advantage.py` prints."""
+    human_index = np.asarray(list(human_index), dtype=np.int64)
+    table, takeover = _sorted_with_takeovers(frames, human_index)
+    human = _human_mask(table, human_index)
+    episodes = table["episode_index"]
+    all_human = pd.Series(human).groupby(episodes).transform("all").to_numpy()
+    rescued = pd.Series(takeover).groupby(episodes).transform("any").to_numpy()
+    kinds = np.where(
+        human,
+        np.where(all_human, "demonstration", "correction"),
+        np.where(rescued, "rescued_rollout", "rollout"),
+    )
+    kinds = pd.Series(kinds, index=table["index"].to_numpy(), name="kind")
+    kinds[pre_takeover_index(table, human_index, window)] = "pre_takeover"
+    return kinds
