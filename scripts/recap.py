@@ -14,7 +14,9 @@ Each call runs the next round (round k is outputs/recap/round_<k>, k = the round
   2. scripts/precompute_advantage.py on each of those datasets: advantages, corrections (their
      `intervention` frames) forced positive; one threshold for all of them, so that --positive-fraction
      of all their frames is positive (with rollouts, a first pass per dataset gives the advantages,
-     and a second applies the pooled threshold)      -> round_<k>/advantages_*.parquet
+     and a second applies the pooled threshold); --credit segment and --pre-takeover-window K
+     credit the policy's stalls before a takeover as failures / negative
+                                                      -> round_<k>/advantages_*.parquet
   3. scripts/train.py: ACTvantage conditioned on them               -> round_<k>/policy
   4. scripts/collect_rollouts.py: --episodes rollouts of that policy (reset seeds --seed +
      k x --episodes onwards), the value model watching progress; with --correct-stall the scripted
@@ -47,6 +49,7 @@ from rewact_tools.cli import (
     run_cli,
     run_command,
 )
+from rewact_tools.takeovers import CREDITS
 
 SCRIPTS = Path(__file__).resolve().parent
 ROUND_RECORD = "round.json"
@@ -64,6 +67,19 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--policy-steps", type=positive_int, default=4000, help="ACTvantage steps (4000)")
     parser.add_argument("--positive-fraction", type=float, default=0.3, help="of all datasets' frames (0.3)")
     parser.add_argument("--n-step", type=positive_int, help="N-step advantages (default: Monte Carlo)")
+    parser.add_argument(
+        "--credit",
+        choices=CREDITS,
+        default="episode",
+        help="advantages' outcome credit: per episode (pi*0.6) or per takeover segment (precompute_advantage.py)",
+    )
+    parser.add_argument(
+        "--pre-takeover-window",
+        type=int,
+        default=0,
+        metavar="K",
+        help="policy frames before each takeover forced negative (default 0)",
+    )
     rollouts = parser.add_argument_group("rollouts (scripts/collect_rollouts.py)")
     rollouts.add_argument("--episodes", type=positive_int, default=50, help="rollouts per round (50)")
     rollouts.add_argument(
@@ -78,6 +94,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     )
     rollouts.add_argument("--correct-steps", type=positive_int, metavar="M", help="steps a correction lasts")
     args = parser.parse_args(argv[:split])
+    if args.pre_takeover_window < 0:
+        parser.error(f"--pre-takeover-window must be at least 0, got {args.pre_takeover_window}")
     if not 0.0 < args.positive_fraction < 1.0:
         parser.error(f"--positive-fraction must lie strictly between 0 and 1, got {args.positive_fraction}")
     return args, argv[split + 1 :]
@@ -187,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder / f"advantages_{name}.parquet" for name in ("demonstrations", "rollouts")[: len(datasets)]
     ]
 
+    # Only rollouts have takeovers (demonstrations record no control modes).
+    takeover_credit = ["--credit", args.credit, "--pre-takeover-window", str(args.pre_takeover_window)]
+
     def precompute(split: list[str]) -> None:
         for (repo_id, root), path in zip(datasets, advantages, strict=True):
             run(
@@ -194,6 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 + ["--dataset-root", root, "--policy-path", value_model, "--output", path]
                 + ["--max-length", str(max_length), *split]
                 + ([] if args.n_step is None else ["--n-step", str(args.n_step)])
+                + (takeover_credit if repo_id == ROLLOUTS_REPO_ID else [])
             )
 
     precompute(["--positive-fraction", str(args.positive_fraction)])

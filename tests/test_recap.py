@@ -68,9 +68,16 @@ def test_two_recap_rounds(demonstrations, tmp_path):
     rollouts = LeRobotDataset("local/rollouts", root=tmp_path / "rollouts")
     assert rollouts.meta.total_episodes == 2 and rollouts.meta.features["intervention"]["dtype"] == "bool"
 
-    run_script("recap.py", *args).check()
+    credit = ["--credit", "segment", "--pre-takeover-window", "2"]
+    run_script("recap.py", *args[: -len(TRAIN_FLAGS)], *credit, *TRAIN_FLAGS).check()
     folder = tmp_path / "recap" / "round_1"
     round1 = json.loads((folder / "round.json").read_text())
+    # Takeover credit reaches the rollouts' advantages only: demonstrations have no takeovers.
+    precomputes = [
+        command for command in round1["commands"] if command[1].endswith("precompute_advantage.py")
+    ]
+    assert [credit[0] in command for command in precomputes] == [False, True, False, True]
+    assert all(" ".join(credit) in " ".join(command) for command in precomputes if credit[0] in command)
     assert [d["repo_id"] for d in round1["datasets"]] == ["local/pusht", "local/rollouts"]
     assert isinstance(
         RewACTPolicy.from_pretrained(folder / "value_model" / "checkpoints" / "last" / "pretrained_model"),
