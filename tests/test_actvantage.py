@@ -362,6 +362,24 @@ def test_guidance_in_one_pass_equals_two_separate_passes(batch_size):
     assert not torch.allclose(guided, positive)
 
 
+def test_conditioned_chunks_in_one_pass_equal_separate_calls():
+    """Every condition's chunk from one stacked pass, as each would come alone; unknown ones raise."""
+    policy = ACTvantagePolicy(tiny_config()).eval()
+    batch = make_batch(2)
+    recorder = IndicatorRecorder(policy)
+    chunks = policy.predict_conditioned_chunks(batch, ("positive", "negative", "null"))
+    assert recorder.calls == [[POSITIVE] * 2 + [NEGATIVE] * 2 + [NULL] * 2]
+    with torch.no_grad():
+        for name, row in (("positive", POSITIVE), ("negative", NEGATIVE), ("null", NULL)):
+            alone = policy.model(model_inputs(batch), torch.full((2,), row))[0]
+            torch.testing.assert_close(chunks[name], alone, rtol=0, atol=1e-5)
+    torch.testing.assert_close(chunks["positive"], policy.predict_action_chunk(batch), rtol=0, atol=1e-5)
+    assert not torch.allclose(chunks["positive"], chunks["negative"])
+    for conditions in (("best",), ()):
+        with pytest.raises(ValueError, match="conditions must be some of"):
+            policy.predict_conditioned_chunks(batch, conditions)
+
+
 def test_configured_guidance_scale_is_the_default_and_can_be_overridden():
     batch = make_batch(2)
     policy = ACTvantagePolicy(tiny_config(guidance_scale=2.0)).eval()

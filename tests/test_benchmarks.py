@@ -289,6 +289,8 @@ def test_recap_quick(tmp_path):
     by_kind = actvantage["positive_fraction_by_kind"]
     assert by_kind["correction"] == 1.0 and "demonstration" in by_kind
     assert set(actvantage["positive_fraction_by_phase"]) == {"1/5", "2/5", "3/5", "4/5", "5/5", "all"}
+    effect = actvantage["indicator_effect"]  # how far apart the (+) and (-) chunks lie
+    assert effect["plus_minus_gap"] > 0 and effect["action_spread"] > 0 and len(effect["l1"]) == 4
     # The control is pi*0.6's recipe; actvantage follows the command line (defaults here).
     control = results["per_seed"]["0"]["actvantage_pistar"][0]["recipe"]
     assert control == {

@@ -9,6 +9,7 @@ null condition in the same forward pass and returns a_null + β·(a_pos − a_nu
 # `config` annotation of `ACTvantagePolicy.__init__`.
 
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from torch import Tensor
 
 from lerobot_policy_actvantage.advantage import (
     MISSING,
+    NEGATIVE,
     NULL,
     POSITIVE,
     AdvantageTable,
@@ -36,6 +38,7 @@ from lerobot_policy_rewact.control_mode import control_flags
 from lerobot_policy_rewact.vision_encoder import ACTWithVisionEncoder, VisionEncoderPolicyMixin
 
 USE_ACTION_MASK = "use_action_mask"
+INDICATOR_ROWS = {"positive": POSITIVE, "negative": NEGATIVE, "null": NULL}
 
 
 class ACTvantage(ACTWithVisionEncoder):
@@ -129,21 +132,37 @@ class ACTvantagePolicy(VisionEncoderPolicyMixin, PreTrainedPolicy):
         With β ≠ 1, one forward pass over a doubled batch yields a_pos and a_null, combined as
         a_null + β·(a_pos − a_null).
         """
-        self.eval()
         beta = check_guidance_scale(
             self.config.guidance_scale if guidance_scale is None else guidance_scale,
             self.config.advantage_dropout,
         )
+        if beta == 1.0:
+            return self.predict_conditioned_chunks(batch, ("positive",))["positive"]
+        chunks = self.predict_conditioned_chunks(batch, ("positive", "null"))
+        return chunks["null"] + beta * (chunks["positive"] - chunks["null"])
+
+    @torch.no_grad()
+    def predict_conditioned_chunks(
+        self, batch: dict[str, Tensor], conditions: Sequence[str]
+    ) -> dict[str, Tensor]:
+        """Normalised action chunks (B, chunk_size, action_dim) under each of `conditions`
+        ("positive", "negative", "null"), in one forward pass over the stacked batch: guidance
+        combines two of them, and comparing them shows how much the indicator changes the policy."""
+        self.eval()
+        unknown = [condition for condition in conditions if condition not in INDICATOR_ROWS]
+        if unknown or not conditions:
+            raise ValueError(f"conditions must be some of {list(INDICATOR_ROWS)}, got {list(conditions)}.")
         batch = self._model_inputs(batch)
         batch_size = _batch_size(batch)
         device = batch[OBS_STATE].device
-        positive = torch.full((batch_size,), POSITIVE, dtype=torch.long, device=device)
-        if beta == 1.0:
-            return self.model(batch, positive)[0]
-        null = torch.full((batch_size,), NULL, dtype=torch.long, device=device)
-        actions = self.model(batch, torch.cat([positive, null]))[0]
-        actions_positive, actions_null = actions[:batch_size], actions[batch_size:]
-        return actions_null + beta * (actions_positive - actions_null)
+        indicator = torch.cat(
+            [
+                torch.full((batch_size,), INDICATOR_ROWS[condition], dtype=torch.long, device=device)
+                for condition in conditions
+            ]
+        )
+        actions = self.model(batch, indicator)[0]
+        return dict(zip(conditions, actions.split(batch_size), strict=True))
 
     def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, dict[str, float]]:
         """Masked L1 (+ KL with the VAE) under the advantage condition; works in train and eval mode.
