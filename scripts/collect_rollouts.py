@@ -98,8 +98,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     model.add_argument(
         "--success-threshold",
         type=float,
-        default=DEFAULT_SUCCESS_THRESHOLD,
-        help="final progress at which the reward model calls success (default: %(default)s)",
+        help="final progress at which the reward model calls success (default: the threshold calibrated "
+        f"into the checkpoint by calibrate_success.py, else {DEFAULT_SUCCESS_THRESHOLD})",
     )
     model.add_argument(
         "--end-on-model-success",
@@ -144,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from rewact_tools.cli import load_policy_with_processors, load_reward_model
     from rewact_tools.metrics import success_detection_scores
+    from rewact_tools.outcomes import model_success_threshold
     from rewact_tools.rollouts import (
         CorrectionSettings,
         PolicyRunner,
@@ -154,11 +155,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     torch.set_num_threads(args.threads)
+    reward_model = (
+        ProgressModel(*load_reward_model(args.reward_model, args.device)) if args.reward_model else None
+    )
+    threshold, origin = model_success_threshold(
+        None if reward_model is None else reward_model.policy.config, args.success_threshold
+    )
     settings = RolloutSettings(
         episodes=args.episodes,
         seed=args.seed,
         batch_size=args.batch_size,
-        success_threshold=args.success_threshold,
+        success_threshold=threshold,
         end_on_model_success=args.end_on_model_success,
         corrections=CorrectionSettings(
             stall_steps=args.correct_stall,
@@ -170,9 +177,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     env_spec = make_env_spec(args.env_type, args.obs_type, args.max_steps, args.env_task, args.task)
     policy = PolicyRunner(*load_policy_with_processors(args.policy_path, args.device))
-    reward_model = (
-        ProgressModel(*load_reward_model(args.reward_model, args.device)) if args.reward_model else None
-    )
     start = time.perf_counter()
     records = collect_rollouts(
         args.root,
@@ -205,12 +209,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reward_model is not None:
         final = [record.final_progress for record in records]
         summary["model_success_rate"] = sum(record.model_success for record in records) / len(records)
-        summary["success_detection"] = success_detection_scores(final, successes, args.success_threshold)
+        summary["success_detection"] = success_detection_scores(final, successes, threshold)
     print(json.dumps(summary, indent=2))
     if reward_model is not None:
         scores = summary["success_detection"]
         print(
-            f"reward model success calls (progress >= {args.success_threshold:g}) against the env's: "
+            f"reward model success calls (progress >= {threshold:g}, {origin}) against the env's: "
             f"precision {scores['precision']:.2f}, recall {scores['recall']:.2f}, F1 {scores['f1']:.2f}"
         )
     print(f"wrote episodes {records[0].episode_index}..{records[-1].episode_index} to {args.root}")

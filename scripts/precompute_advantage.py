@@ -118,7 +118,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--success-threshold",
         type=float,
-        help=f"with --outcomes-from-model: final progress that counts as success (default {DEFAULT_SUCCESS_THRESHOLD})",
+        help="with --outcomes-from-model: final progress that counts as success (default: the threshold "
+        f"calibrated into the checkpoint by calibrate_success.py, else {DEFAULT_SUCCESS_THRESHOLD})",
     )
     parser.add_argument(
         "--force-human-positive",
@@ -139,8 +140,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.success_threshold is not None and not args.outcomes_from_model:
         parser.error("--success-threshold needs --outcomes-from-model")
-    if args.success_threshold is None:
-        args.success_threshold = DEFAULT_SUCCESS_THRESHOLD
     if (args.credit != "episode" or args.pre_takeover_window) and not args.force_human_positive:
         parser.error(
             "--credit segment and --pre-takeover-window read the takeovers from the frames under human control: drop --no-force-human-positive"
@@ -174,7 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rewact_tools.advantage_display import positive_by_phase, task_summary
     from rewact_tools.advantages import compute_advantages, task_thresholds, write_advantages
     from rewact_tools.control_modes import human_frame_index
-    from rewact_tools.outcomes import MissingOutcomesError, load_episode_outcomes, outcomes_from_values
+    from rewact_tools.outcomes import (
+        MissingOutcomesError,
+        load_episode_outcomes,
+        model_success_threshold,
+        outcomes_from_values,
+    )
     from rewact_tools.returns import dataset_frames
     from rewact_tools.takeovers import frame_kinds
     from rewact_tools.values import compute_values
@@ -200,8 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     human = human_frame_index(dataset) if args.force_human_positive else None
     values = compute_values(policy, dataset, args.batch_size, device=args.device, preprocessor=preprocessor)
     if args.outcomes_from_model:
-        outcomes = outcomes_from_values(values, args.success_threshold)
-        source = f"model: final progress >= {args.success_threshold}"
+        threshold, origin = model_success_threshold(policy.config, args.success_threshold)
+        outcomes = outcomes_from_values(values, threshold)
+        source = f"model: final progress >= {threshold:g}, {origin}"
     if (args.credit != "episode" or args.pre_takeover_window) and human is None:
         raise CliError(
             f"--credit {args.credit} and --pre-takeover-window need to know who controlled each frame, but "

@@ -126,3 +126,24 @@ def test_reward_model_metrics_bad_input():
         )
     with pytest.raises(KeyError, match="missing column"):
         reward_model_metrics(table.drop(columns="value"), {0: True, 1: True})
+
+
+def test_calibrated_success_threshold_separates_known_outcomes():
+    """The best-F1 threshold lies midway in the widest gap between successes' and failures' final
+    progress; outcomes of one kind only cannot be calibrated."""
+    from rewact_tools.metrics import calibrate_success_threshold, success_detection_scores
+
+    final = np.array([0.82, 0.85, 0.3, 0.5, 0.8])
+    successes = np.array([True, True, False, False, True])
+    threshold = calibrate_success_threshold(final, successes)
+    assert (
+        threshold == pytest.approx(0.65)
+        and success_detection_scores(final, successes, threshold)["f1"] == 1.0
+    )
+    # A failure among the successes: the best F1 keeps every success.
+    overlapping = calibrate_success_threshold(
+        np.array([0.9, 0.7, 0.8, 0.2]), np.array([True, True, False, False])
+    )
+    assert overlapping == pytest.approx(0.45)
+    with pytest.raises(ValueError, match="needs successful and failed episodes"):
+        calibrate_success_threshold(final, np.ones(5, dtype=bool))

@@ -55,6 +55,7 @@ SCRIPTS = (
     "evaluate_reward_model.py",
     "precompute_advantage.py",
     "visualise_advantages.py",
+    "calibrate_success.py",
 )
 
 
@@ -726,3 +727,34 @@ def test_precompute_advantage_credits_takeovers(workdir, rollout_dataset, checkp
     for kind in ("correction", "pre_takeover", "rescued_rollout", "rollout"):
         assert kind in credited.stdout
     unforced.check_user_error("--credit segment and --pre-takeover-window read the takeovers")
+
+
+def test_calibrate_success_writes_the_threshold_that_the_model_calls_use(
+    workdir, dataset_a, checkpoint, rollout_dataset
+):
+    """calibrate_success.py picks the best-F1 threshold on dataset a's outcomes and writes it into
+    the checkpoint, which still loads; precompute_advantage.py --outcomes-from-model then uses it."""
+    from rewact_tools.cli import load_reward_model
+    from rewact_tools.metrics import calibrate_success_threshold
+    from rewact_tools.values import compute_values
+
+    calibrated = workdir / "calibrated_model"
+    shutil.copytree(checkpoint, calibrated)
+    run = run_script(
+        "calibrate_success.py", *dataset_args(dataset_a, "local/a"), "--policy-path", calibrated
+    ).check()
+    policy, preprocessor = load_reward_model(calibrated, "cpu")
+    values = compute_values(
+        policy, LeRobotDataset("local/a", root=dataset_a), 8, preprocessor=preprocessor, progress=False
+    )
+    final = values.sort_values("frame_index").groupby("episode_index")["value"].last()
+    expected = calibrate_success_threshold(final.loc[[0, 1, 2]].to_numpy(), np.array([True, False, True]))
+    assert policy.config.success_threshold == pytest.approx(expected)
+    assert RewACTPolicy.from_pretrained(calibrated).config.success_threshold == pytest.approx(expected)
+    assert "calibrated threshold" in run.stdout and "default threshold 0.9000" in run.stdout
+    model = run_script(
+        "precompute_advantage.py",
+        *dataset_args(rollout_dataset, "local/rollout"),
+        *("--policy-path", calibrated, "--outcomes-from-model", "--output", workdir / "calibrated.parquet"),
+    ).check()
+    assert f"final progress >= {expected:g}, calibrated on the checkpoint's training outcomes" in model.stdout

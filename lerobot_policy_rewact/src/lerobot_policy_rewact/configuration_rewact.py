@@ -36,6 +36,9 @@ class RewACTConfig(ACTVisionConfig):
     progress_end: float = 0.95
     proprio_dropout: float = 0.3
     value_from: str = "decoder_first"
+    # Final progress at or above which an episode counts as a success, calibrated on episodes with
+    # known outcomes (scripts/calibrate_success.py); None: not calibrated, tools use their default.
+    success_threshold: float | None = None
     # Declared so that checkpoints written by newer LeRobot releases (which save it) still load.
     pretrained_revision: str | None = None
 
@@ -60,6 +63,14 @@ class RewACTConfig(ACTVisionConfig):
             )
         if not 0.0 <= self.proprio_dropout < 1.0:
             raise ValueError(f"RewACTConfig.proprio_dropout must be in [0, 1), got {self.proprio_dropout}.")
+        if (
+            self.success_threshold is not None
+            and not self.value_min < self.success_threshold <= self.value_max
+        ):
+            raise ValueError(
+                f"RewACTConfig.success_threshold must lie in ({self.value_min}, {self.value_max}] or be None, "
+                f"got {self.success_threshold}."
+            )
         if not 0.0 <= self.progress_start < self.progress_end <= 1.0:
             raise ValueError(
                 "RewACTConfig needs 0 <= progress_start < progress_end <= 1, got "

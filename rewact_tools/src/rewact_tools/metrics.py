@@ -73,6 +73,40 @@ def success_detection_scores(
     return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
 
 
+def calibrate_success_threshold(final_values: np.ndarray, successes: np.ndarray) -> float:
+    """The success threshold on final progress that best separates known outcomes (highest F1 of
+    "final value >= threshold"), placed midway between the neighbouring final values.
+
+    Why: a RewACT model's final progress tends to saturate below 1 (near 0.85 on PushT), so a fixed
+    0.9 calls almost no episode a success; the training data's own outcomes say where the line lies.
+    Ties in F1 go to the widest gap between neighbouring values. Needs a success and a failure.
+    """
+    values = np.asarray(final_values, dtype=float)
+    actual = np.asarray(successes, dtype=bool)
+    if values.shape != actual.shape or values.ndim != 1:
+        raise ValueError(
+            f"final values and successes must be 1-D of equal length, got {values.shape}, {actual.shape}"
+        )
+    if actual.all() or not actual.any():
+        raise ValueError(
+            f"calibrating a success threshold needs successful and failed episodes, got {int(actual.sum())} "
+            f"successes of {len(actual)}"
+        )
+    if not (np.isfinite(values) & (values >= 0) & (values <= 1)).all():
+        raise ValueError("final values must lie in RewACT's progress range [0, 1]")
+    levels = np.unique(values)
+    bounds = np.concatenate([[0.0], levels, [1.0]])
+    candidates = (bounds[:-1] + bounds[1:]) / 2  # one threshold in every gap between values
+    gaps = bounds[1:] - bounds[:-1]
+    usable = candidates > 0  # a threshold of 0 would call every episode a success
+    candidates, gaps = candidates[usable], gaps[usable]
+    scores = [
+        (success_detection_scores(values, actual, t)["f1"], gap, t)
+        for t, gap in zip(candidates, gaps, strict=True)
+    ]
+    return float(max(scores)[2])
+
+
 def reward_model_metrics(
     table: pd.DataFrame, outcomes: Mapping[int, bool | None], success_threshold: float = 0.5
 ) -> dict[str, float | int | None]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -113,6 +113,18 @@ def outcomes_from_values(
         episode, value = next(iter(bad.items()))
         raise ValueError(f"values: episode {episode} ends with value {value}, outside [0, 1]")
     return {episode: float(value) >= threshold for episode, value in last.items()}
+
+
+def model_success_threshold(config: Any, given: float | None = None) -> tuple[float, str]:
+    """The final progress at which a reward model calls success, and where it comes from: `given`
+    (a command-line flag), else the threshold calibrated into the checkpoint's config
+    (`success_threshold`, scripts/calibrate_success.py), else `DEFAULT_SUCCESS_THRESHOLD`."""
+    if given is not None:
+        return float(given), "given"
+    calibrated = getattr(config, "success_threshold", None)
+    if calibrated is not None:
+        return float(calibrated), "calibrated on the checkpoint's training outcomes"
+    return DEFAULT_SUCCESS_THRESHOLD, "default, not calibrated"
 
 
 def episode_outcomes(
