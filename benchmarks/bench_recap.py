@@ -75,6 +75,7 @@ from common import (  # noqa: E402
     load_frames,
     pusht_corrections,
     pusht_dataset,
+    read_runs_to_merge,
     roll_out_pusht,
     save_figure,
     train_policy,
@@ -836,7 +837,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--env-batch", type=int, default=10)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--output", type=Path, default=None, help="results JSON (a PNG beside it)")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="PATH[:ARM=LABEL,...]",
+        help="join these results files into --output (renaming arms) instead of running",
+    )
+    parser.add_argument(
+        "--merge-seeds", default=None, help="with --merge: the seeds to keep, comma-separated"
+    )
     args = parser.parse_args()
+    if args.merge_seeds is not None:
+        args.merge_seeds = [int(seed) for seed in args.merge_seeds.split(",")]
     defaults = {
         "seeds": "0" if args.quick else "0,1,2",
         "mix": "clean=4,giveup=4" if args.quick else DEFAULT_MIX,
@@ -875,8 +887,60 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+MERGE_SHARED = ("dataset", "eval", "rounds", "steps", "finetune_steps", "rollout_episodes", "corrections")
+
+
+def merge_results(sources: list[str], seeds: list[int] | None, output: Path) -> dict:
+    """Runs joined into one results file, per seed every arm of every run, with the summary and
+    plot. `PATH:arm=label,...` renames a run's arms (and their guided variants) first, so runs of
+    one arm with other settings (each round's record keeps its recipe) sit side by side. The runs
+    must share the data, evaluation and schedule (`MERGE_SHARED`); an arm in two runs is refused.
+    `seeds` keeps those seeds only; every arm must be in each seed kept."""
+    paths, renames = [], []
+    for source in sources:
+        path, _, mapping = source.partition(":")
+        paths.append(Path(path))
+        renames.append(dict(pair.split("=", 1) for pair in mapping.split(",") if pair))
+    runs = read_runs_to_merge(paths, MERGE_SHARED)
+    per_seed: dict[str, dict] = {}
+    for path, run, rename in zip(paths, runs, renames, strict=True):
+        for seed, arms in run["per_seed"].items():
+            if seeds is not None and int(seed) not in seeds:
+                continue
+            for arm, rounds in arms.items():
+                label = rename.get(arm, arm)
+                if label in per_seed.setdefault(seed, {}):
+                    raise SystemExit(
+                        f"--merge: {path} has {label} of seed {seed} again; rename it (PATH:{arm}=NAME)"
+                    )
+                per_seed[seed][label] = [
+                    {**record, "eval": {label + name[len(arm) :]: e for name, e in record["eval"].items()}}
+                    for record in rounds
+                ]
+    arms = {seed: sorted(by_arm) for seed, by_arm in per_seed.items()}
+    if len({tuple(names) for names in arms.values()}) > 1:
+        raise SystemExit(f"--merge: the seeds have different arms {arms}; keep common seeds with --seeds")
+    merged = {
+        **runs[0],
+        "per_seed": per_seed,
+        "seeds": sorted(int(seed) for seed in per_seed),
+        "arms": next(iter(arms.values())),
+        "merged_from": [str(path) for path in sources],
+        "wall_seconds": sum(run.get("wall_seconds", 0) for run in runs),
+        "summary": summarise(per_seed, runs[0]["rounds"]),
+    }
+    write_json(output, merged)
+    plot_results(merged, output.with_suffix(".png"))
+    return merged
+
+
 def main() -> None:
     args = parse_args()
+    if args.merge:
+        if args.output is None:
+            raise SystemExit("--merge needs --output")
+        print_table(merge_results(args.merge, args.merge_seeds, args.output))
+        return
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     dataset, base = load_data(args, workers=args.workers)

@@ -311,6 +311,21 @@ def test_recap_quick(tmp_path):
     assert set(summary["vs_round0_filtered_bc"]["filtered_bc"]) == {"1"}
     assert set(summary["vs_previous_round"]["actvantage"]["1"]) == set(closed_loop_stats_metrics())
     assert set(summary["vs_weighted_bc"]["filtered_bc"]) == {"0", "1"}
+    # Runs of one arm with other settings are merged side by side under new names.
+    import bench_recap
+
+    merged = bench_recap.merge_results(
+        [f"{output}:actvantage=actvantage_copy"], None, tmp_path / "merged.json"
+    )
+    labels = set(merged["summary"]["rounds"]["1"])
+    assert {
+        "actvantage_copy",
+        "actvantage_copy_beta1.5",
+        "filtered_bc",
+    } <= labels and "actvantage" not in labels
+    assert merged["summary"]["rounds"]["1"]["actvantage_copy"] == summary["rounds"]["1"]["actvantage"]
+    with pytest.raises(SystemExit, match="has act_all of seed 0 again"):
+        bench_recap.merge_results([str(output), f"{output}:actvantage=other"], None, tmp_path / "twice.json")
     assert output.with_suffix(".png").stat().st_size > 0
 
 
