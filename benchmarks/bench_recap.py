@@ -103,6 +103,8 @@ class AdvantageRecipe:
     threshold_by: str
     value_bins: int
     injection: str
+    negative_weight: float = 1.0
+    """Sampling weight of a negative frame against a positive one's 1 (1: uniform, as pi*0.6)."""
 
 
 def advantage_recipe(args, arm: str) -> AdvantageRecipe:
@@ -110,7 +112,7 @@ def advantage_recipe(args, arm: str) -> AdvantageRecipe:
     positive, N-step advantages with N = 1 s, outcomes per episode, one threshold per task, the
     indicator on ACT's latent token), the control."""
     if arm == "actvantage_pistar":
-        return AdvantageRecipe(0.3, PUSHT_FPS, "episode", 0, "task", args.value_bins, "encoder_token")
+        return AdvantageRecipe(0.3, PUSHT_FPS, "episode", 0, "task", args.value_bins, "encoder_token", 1.0)
     return AdvantageRecipe(
         args.positive_fraction,
         args.n_step,
@@ -119,6 +121,7 @@ def advantage_recipe(args, arm: str) -> AdvantageRecipe:
         args.threshold_by,
         args.value_bins,
         args.injection,
+        args.negative_weight,
     )
 
 
@@ -368,6 +371,8 @@ def train_arm(
                     advantages["index"].to_numpy(), advantages["positive"].to_numpy()
                 ).bool()
             }
+            if recipe.negative_weight != 1.0:
+                row_weights = torch.where(extras["advantage"], 1.0, recipe.negative_weight).double()
             info["recipe"] = asdict(recipe)
             info |= positive_fractions(experience, advantages, extras["advantage"])
     settings = TrainSettings(
@@ -813,6 +818,13 @@ def parse_args() -> argparse.Namespace:
         help="where actvantage's indicator enters ACT (default encoder_token)",
     )
     parser.add_argument(
+        "--negative-weight",
+        type=float,
+        default=1.0,
+        help="actvantage: sampling weight of negative frames (positives 1; default 1, uniform as pi*0.6): "
+        "below 1, more of a fixed step budget goes to what 'positive' asks for",
+    )
+    parser.add_argument(
         "--finetune-from",
         choices=("previous", "round0"),
         default="previous",
@@ -881,6 +893,8 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
     if "rabc" in args.arms and not HAS_SAMPLE_WEIGHTING:
         parser.error("the rabc arm needs LeRobot >= 0.6 (sample_weighting); leave it out with --arms")
+    if not 0.0 < args.negative_weight <= 1.0:
+        parser.error(f"--negative-weight must lie in (0, 1], got {args.negative_weight}")
     if args.workers < 1 or args.rounds < 0 or args.finetune_steps < 0:
         parser.error("--workers must be at least 1, --rounds and --finetune-steps at least 0")
     args.corrections = pusht_corrections(args.patience, args.correction_steps) if args.corrections else None

@@ -301,6 +301,7 @@ def test_recap_quick(tmp_path):
         "threshold_by": "task",
         "value_bins": 10,
         "injection": "encoder_token",
+        "negative_weight": 1.0,
     }
     assert actvantage["recipe"]["n_steps"] is None and results["actvantage_recipe"] == actvantage["recipe"]
     filtered, everything = results["per_seed"]["0"]["filtered_bc"], results["per_seed"]["0"]["act_all"]
