@@ -18,10 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 from rewact_tools.cli import (
     add_dataset_arguments,
+    add_outcomes_argument,
     add_policy_arguments,
     checkpoint_model_dir,
     load_dataset,
@@ -36,12 +36,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = make_parser(__doc__)
     add_dataset_arguments(parser)
     add_policy_arguments(parser)
-    parser.add_argument(
-        "--outcomes",
-        type=Path,
-        metavar="PATH",
-        help="episode outcomes from this file (robocandywrapper's outcomes.json format) instead of the dataset's",
-    )
+    add_outcomes_argument(parser)
     return parser.parse_args(argv)
 
 

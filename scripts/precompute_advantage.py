@@ -41,6 +41,7 @@ from rewact_tools.cli import (
     UNKNOWN_OUTCOMES,
     CliError,
     add_dataset_arguments,
+    add_outcomes_argument,
     add_policy_arguments,
     load_dataset,
     load_metadata,
@@ -104,12 +105,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "this dataset's own; give it when the dataset has no success, e.g. one round of rollouts)",
     )
     outcomes = parser.add_mutually_exclusive_group()
-    outcomes.add_argument(
-        "--outcomes",
-        type=Path,
-        metavar="PATH",
-        help="episode outcomes from this file (robocandywrapper's outcomes.json format) instead of the dataset's",
-    )
+    add_outcomes_argument(outcomes)
     outcomes.add_argument(
         "--outcomes-from-model",
         action="store_true",

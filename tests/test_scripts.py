@@ -600,6 +600,14 @@ def rollout_dataset(workdir) -> Path:
     return root
 
 
+def rollout_human_index(frames) -> list[int]:
+    """Dataset indices of the frames the corrector drove."""
+    drove = [
+        rollout_intervened(e, f) for e, f in zip(frames["episode_index"], frames["frame_index"], strict=True)
+    ]
+    return frames.loc[drove, "index"].tolist()
+
+
 def test_precompute_advantage_on_a_rollout_dataset(workdir, rollout_dataset, checkpoint):
     """Outcomes from a file or the model's success call, else a one-line error naming both; frames a
     corrector drove are positive unless --no-force-human-positive."""
@@ -610,13 +618,7 @@ def test_precompute_advantage_on_a_rollout_dataset(workdir, rollout_dataset, che
 
     dataset = LeRobotDataset("local/rollout", root=rollout_dataset)
     frames = dataset_frames(dataset)
-    human = frames.loc[
-        [
-            rollout_intervened(e, f)
-            for e, f in zip(frames["episode_index"], frames["frame_index"], strict=True)
-        ],
-        "index",
-    ].tolist()
+    human = rollout_human_index(frames)
     policy, preprocessor = load_reward_model(checkpoint, "cpu")
     values = compute_values(policy, dataset, 8, preprocessor=preprocessor, progress=False)
     final = values.sort_values("frame_index").groupby("episode_index")["value"].last()
@@ -685,13 +687,7 @@ def test_precompute_advantage_credits_takeovers(workdir, rollout_dataset, checkp
 
     dataset = LeRobotDataset("local/rollout", root=rollout_dataset)
     frames = dataset_frames(dataset)
-    human = frames.loc[
-        [
-            rollout_intervened(e, f)
-            for e, f in zip(frames["episode_index"], frames["frame_index"], strict=True)
-        ],
-        "index",
-    ].tolist()
+    human = rollout_human_index(frames)
     policy, preprocessor = load_reward_model(checkpoint, "cpu")
     values = compute_values(policy, dataset, 8, preprocessor=preprocessor, progress=False)
     outcomes = {0: True, 1: True, 2: False}

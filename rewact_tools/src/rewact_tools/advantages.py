@@ -14,7 +14,13 @@ import pandas as pd
 
 from rewact_tools.atomic import write_atomically
 from rewact_tools.returns import FRAME_COLUMNS, check_frame_table, pistar_returns
-from rewact_tools.takeovers import CREDITS, pre_takeover_index, restore_episodes, takeover_segments
+from rewact_tools.takeovers import (
+    CREDITS,
+    human_mask,
+    pre_takeover_index,
+    restore_episodes,
+    takeover_segments,
+)
 
 ADVANTAGE_COLUMNS = (*FRAME_COLUMNS, "value", "return", "advantage", "positive")
 _FLOAT_COLUMNS = ("value", "return", "advantage")
@@ -161,14 +167,8 @@ def _threshold_groups(table: pd.DataFrame, threshold_by: str, value_bins: int) -
 
 def force_positive(table: pd.DataFrame, index: Iterable[int]) -> pd.DataFrame:
     """`table` with `positive` set on the frames of dataset index `index` (every one must be in it)."""
-    index = pd.Index(np.asarray(list(index), dtype=np.int64))
-    unknown = index.difference(table["index"])
-    if not unknown.empty:
-        raise ValueError(
-            f"human_index: {len(unknown)} frame(s) are not in the advantages table, first index {unknown[0]}"
-        )
     table = table.copy()
-    table["positive"] = table["positive"] | table["index"].isin(index)
+    table["positive"] = table["positive"] | human_mask(table, index, "advantages table")
     return table
 
 

@@ -177,6 +177,16 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_outcomes_argument(container: argparse._ActionsContainer) -> None:
+    """`--outcomes PATH`: episode outcomes from a file instead of the dataset's."""
+    container.add_argument(
+        "--outcomes",
+        type=Path,
+        metavar="PATH",
+        help="episode outcomes from this file (robocandywrapper's outcomes.json format) instead of the dataset's",
+    )
+
+
 def add_episode_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--episode-id",

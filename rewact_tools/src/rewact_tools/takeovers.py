@@ -28,13 +28,14 @@ CREDITS = ("episode", "segment")
 """How outcomes are credited: per `episode` (pi*0.6's recipe) or per takeover `segment`."""
 
 
-def _human_mask(table: pd.DataFrame, human_index: Iterable[int]) -> np.ndarray:
-    """Per row of `table`, whether its dataset index is in `human_index` (every one must be a frame)."""
+def human_mask(table: pd.DataFrame, human_index: Iterable[int], source: str = "frame table") -> np.ndarray:
+    """Per row of `table` (named `source` in errors), whether its dataset index is in `human_index`
+    (every one must be a frame of it)."""
     human = pd.Index(np.asarray(list(human_index), dtype=np.int64))
     unknown = human.difference(table["index"])
     if not unknown.empty:
         raise ValueError(
-            f"human_index: {len(unknown)} frame(s) are not in the frame table, first index {unknown[0]}"
+            f"human_index: {len(unknown)} frame(s) are not in the {source}, first index {unknown[0]}"
         )
     return table["index"].isin(human).to_numpy()
 
@@ -45,7 +46,7 @@ def _sorted_with_takeovers(
     """`frames` sorted by episode and frame, and a per-row mask of takeover frames."""
     check_frame_table(frames, FRAME_COLUMNS)
     table = frames.sort_values(["episode_index", "frame_index"], kind="stable").reset_index(drop=True)
-    human = _human_mask(table, human_index)
+    human = human_mask(table, human_index)
     same_episode = np.r_[
         False, table["episode_index"].to_numpy()[1:] == table["episode_index"].to_numpy()[:-1]
     ]
@@ -98,7 +99,7 @@ def pre_takeover_index(frames: pd.DataFrame, human_index: Iterable[int], window:
         raise ValueError(f"the pre-takeover window must be a number of frames >= 0, got {window}")
     human_index = np.asarray(list(human_index), dtype=np.int64)
     table, takeover = _sorted_with_takeovers(frames, human_index)
-    human = _human_mask(table, human_index)
+    human = human_mask(table, human_index)
     episode = table["episode_index"].to_numpy()
     chosen = np.zeros(len(table), dtype=bool)
     for start in np.flatnonzero(takeover):
@@ -120,7 +121,7 @@ def frame_kinds(frames: pd.DataFrame, human_index: Iterable[int], window: int) -
     as often as the credit intends, which `precompute_advantage.py` prints."""
     human_index = np.asarray(list(human_index), dtype=np.int64)
     table, takeover = _sorted_with_takeovers(frames, human_index)
-    human = _human_mask(table, human_index)
+    human = human_mask(table, human_index)
     episodes = table["episode_index"]
     all_human = pd.Series(human).groupby(episodes).transform("all").to_numpy()
     rescued = pd.Series(takeover).groupby(episodes).transform("any").to_numpy()
