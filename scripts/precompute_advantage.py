@@ -59,10 +59,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = make_parser(__doc__)
     add_dataset_arguments(parser)
     add_policy_arguments(parser)
-    parser.add_argument(
+    horizon = parser.add_mutually_exclusive_group()
+    horizon.add_argument(
         "--n-step",
         type=positive_int,
         help="advantage horizon N in frames (default: Monte Carlo, to the episode end)",
+    )
+    horizon.add_argument(
+        "--n-step-seconds",
+        type=float,
+        metavar="S",
+        help="advantage horizon in seconds, N = S x the dataset's fps (pi*0.6 uses about 1 s)",
     )
     split = parser.add_mutually_exclusive_group()
     split.add_argument(
@@ -184,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--positive-fraction must be strictly between 0 and 1, got {args.positive_fraction}"
         )
     meta = load_metadata(args.dataset_repo_id, args.dataset_root)
+    if args.n_step_seconds is not None:
+        args.n_step = round(args.n_step_seconds * meta.fps)
+        if args.n_step < 1:
+            raise CliError(f"--n-step-seconds {args.n_step_seconds} is less than one frame at {meta.fps} fps")
     output = args.output if args.output is not None else Path(meta.root) / ADVANTAGES_RELATIVE_PATH
     policy, preprocessor = load_reward_model(args.policy_path, args.device)
     dataset = load_dataset(args.dataset_repo_id, args.dataset_root, meta=meta)

@@ -697,7 +697,8 @@ def test_precompute_advantage_credits_takeovers(workdir, rollout_dataset, checkp
         *dataset_args(rollout_dataset, "local/rollout"),
         *("--policy-path", checkpoint, "--outcomes", outcomes_file, "--credit", "segment"),
     ]
-    credited, unforced = run_scripts(
+    in_seconds = workdir / "rollout_segment_seconds.parquet"
+    credited, unforced, seconds = run_scripts(
         (
             "precompute_advantage.py",
             [
@@ -707,8 +708,15 @@ def test_precompute_advantage_credits_takeovers(workdir, rollout_dataset, checkp
             ],
         ),
         ("precompute_advantage.py", [*common, "--no-force-human-positive"]),
+        ("precompute_advantage.py", [*common, "--n-step-seconds", "0.3", "--output", in_seconds]),
         without_robocandywrapper=True,
     )
+    seconds.check()  # 0.3 s at the dataset's 10 fps: N = 3 frames
+    pd.testing.assert_frame_equal(
+        read_advantages(in_seconds),
+        compute_advantages(frames, values, outcomes, n_steps=3, human_index=human, credit="segment"),
+    )
+    assert "3-step advantages" in seconds.stdout
     credited.check()
     options = {"credit": "segment", "pre_takeover_window": 2, "threshold_by": "value_bin", "value_bins": 2}
     expected = compute_advantages(
