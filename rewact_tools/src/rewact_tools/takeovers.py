@@ -42,8 +42,8 @@ def human_mask(table: pd.DataFrame, human_index: Iterable[int], source: str = "f
 
 def _sorted_with_takeovers(
     frames: pd.DataFrame, human_index: Iterable[int]
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """`frames` sorted by episode and frame, and a per-row mask of takeover frames."""
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """`frames` sorted by episode and frame, and per row whether it is human and a takeover."""
     check_frame_table(frames, FRAME_COLUMNS)
     table = frames.sort_values(["episode_index", "frame_index"], kind="stable").reset_index(drop=True)
     human = human_mask(table, human_index)
@@ -51,7 +51,7 @@ def _sorted_with_takeovers(
         False, table["episode_index"].to_numpy()[1:] == table["episode_index"].to_numpy()[:-1]
     ]
     previous_human = np.r_[False, human[:-1]]
-    return table, human & ~previous_human & same_episode
+    return table, human, human & ~previous_human & same_episode
 
 
 def takeover_segments(
@@ -62,11 +62,11 @@ def takeover_segments(
     Returns a copy of `frames` (sorted) whose `episode_index` is a segment id (0, 1, ... in order)
     and `frame_index` the position in the segment; the original values are kept in the columns
     `episode` and `episode_frame` (`restore_episodes` puts them back). A segment that ends in a
-    takeover is a failure; an episode's last segment has the episode's outcome (missing or unknown
-    outcomes stay as they are, for `pistar_returns` to report). Without takeovers every segment is
-    its episode.
+    takeover is a failure; an episode's last segment has the episode's outcome (an unknown one, None,
+    stays unknown for `pistar_returns` to resolve or report). Without takeovers every segment is its
+    episode.
     """
-    table, takeover = _sorted_with_takeovers(frames, human_index)
+    table, _, takeover = _sorted_with_takeovers(frames, human_index)
     episode = table["episode_index"].to_numpy()
     missing = sorted(set(np.unique(episode).tolist()) - set(outcomes))
     if missing:
@@ -97,9 +97,7 @@ def pre_takeover_index(frames: pd.DataFrame, human_index: Iterable[int], window:
     policy had control for less time), sorted."""
     if window < 0:
         raise ValueError(f"the pre-takeover window must be a number of frames >= 0, got {window}")
-    human_index = np.asarray(list(human_index), dtype=np.int64)
-    table, takeover = _sorted_with_takeovers(frames, human_index)
-    human = human_mask(table, human_index)
+    table, human, takeover = _sorted_with_takeovers(frames, human_index)
     episode = table["episode_index"].to_numpy()
     chosen = np.zeros(len(table), dtype=bool)
     for start in np.flatnonzero(takeover):
@@ -119,9 +117,7 @@ def frame_kinds(frames: pd.DataFrame, human_index: Iterable[int], window: int) -
     the `window` frames before a takeover (`pre_takeover`) or elsewhere in a taken-over episode
     (`rescued_rollout`), or a human who took over (`correction`). Why: each kind should be positive
     as often as the credit intends, which `precompute_advantage.py` prints."""
-    human_index = np.asarray(list(human_index), dtype=np.int64)
-    table, takeover = _sorted_with_takeovers(frames, human_index)
-    human = human_mask(table, human_index)
+    table, human, takeover = _sorted_with_takeovers(frames, human_index)
     episodes = table["episode_index"]
     all_human = pd.Series(human).groupby(episodes).transform("all").to_numpy()
     rescued = pd.Series(takeover).groupby(episodes).transform("any").to_numpy()
@@ -131,5 +127,5 @@ def frame_kinds(frames: pd.DataFrame, human_index: Iterable[int], window: int) -
         np.where(rescued, "rescued_rollout", "rollout"),
     )
     kinds = pd.Series(kinds, index=table["index"].to_numpy(), name="kind")
-    kinds[pre_takeover_index(table, human_index, window)] = "pre_takeover"
+    kinds[pre_takeover_index(table, table["index"].to_numpy()[human], window)] = "pre_takeover"
     return kinds
