@@ -19,17 +19,27 @@ Arms (ACT settings as bench_actvantage_vs_act: the fast small ACT, batch 256, co
                 self-imitation, the simplest thing a user can do with outcomes and no value model.
                 A collected episode counts as successful only if the policy finished it without a
                 correction; a corrected episode contributes its corrections
+  weighted_bc   LeRobot's ACT on everything, intervention-weighted in Sirius's form (as sampling
+                weights): the --pre-takeover-window policy frames before each takeover 0, the
+                corrections together as heavy as all other frames, the rest 1
   rabc          RewACT (reward_loss_weight 0) on everything, weighted by LeRobot 0.6's RA-BC over
                 the progress of a value model trained on this round's data (LeRobot >= 0.6)
-  actvantage    ACTvantage on everything, conditioned on Monte Carlo advantages of a value model
-                trained on this round's data (30 % positive per task, corrections forced positive);
-                evaluated at beta 1 (which also collects) and at --guided-beta
-The value model is RewACT on pi*0.6 targets (success: rises to 1, failure: stays low), trained on
-all of this round's data for --value-steps. Every evaluation uses the same --eval-episodes reset
+  actvantage    ACTvantage on everything, conditioned on the advantages of a value model trained on
+                this round's data, corrections forced positive, with the command line's recipe
+                (--positive-fraction, --n-step, --credit, --pre-takeover-negative, --threshold-by,
+                --injection, --negative-weight); evaluated at beta 1 (which also collects) and at
+                --guided-beta
+  actvantage_pistar  the control: ACTvantage with pi*0.6's recipe (30 % positive, N-step with N =
+                1 s, outcomes per episode, one threshold per task)
+The value model is RewACT on pi*0.6 targets (success: rises to 1, failure: stays low; per takeover
+segment with --credit segment), trained for --value-steps on this round's data less held-out
+episodes and chosen on validation VOC; its test VOC and AUROC are recorded per round, and so is how
+far ACTvantage's (+) and (-) chunks lie apart. Every evaluation uses the same --eval-episodes reset
 seeds, so arms and rounds are paired episode by episode. Reported per round and arm, over seeds x
 episodes with 95 % hierarchical bootstrap intervals: success rate, mean max coverage, successes per
-1000 environment steps and steps to success; paired differences from filtered BC of the same round,
-from filtered BC of round 0 (the clean-demonstration policy), and from the arm's previous round.
+1000 environment steps and steps to success; paired differences from filtered BC and weighted BC of
+the same round, from filtered BC of round 0 (the clean-demonstration policy), and from the arm's
+previous round. --merge joins runs (renaming arms) into one table.
 
     python benchmarks/bench_recap.py --workers 2 --output benchmarks/results/recap.json
     python benchmarks/bench_recap.py --quick     # seconds; checks the pipeline only
@@ -85,8 +95,6 @@ KEYS = ("observation.state", "observation.environment_state")
 DEFAULT_MIX = "clean=120,detour=60,giveup=120"
 ARMS = ("act_all", "filtered_bc", "weighted_bc", "rabc", "actvantage", "actvantage_pistar")
 REFERENCE_ARM = "filtered_bc"
-BASELINE_ARMS = ("filtered_bc", "weighted_bc")
-"""The simple baselines ACTvantage must beat: each round's better one is the reference of the goals."""
 ADVANTAGE_ARMS = ("actvantage", "actvantage_pistar")
 VALUE_ARMS = ("rabc", *ADVANTAGE_ARMS)
 PUSHT_FPS = 10
