@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from rewact_tools.atomic import write_json
     from rewact_tools.metrics import calibrate_success_threshold, success_detection_scores
-    from rewact_tools.outcomes import DEFAULT_SUCCESS_THRESHOLD, load_episode_outcomes
+    from rewact_tools.outcomes import DEFAULT_SUCCESS_THRESHOLD, last_frame_values, load_episode_outcomes
     from rewact_tools.values import compute_values
 
     meta = load_metadata(args.dataset_repo_id, args.dataset_root)
@@ -56,9 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = load_episode_outcomes(dataset, args.outcomes)
     known = {episode: outcome for episode, outcome in outcomes.items() if outcome is not None}
     values = compute_values(policy, dataset, args.batch_size, device=args.device, preprocessor=preprocessor)
-    final = values.sort_values("frame_index").groupby("episode_index")["value"].last()
+    final = last_frame_values(values, "value", source=f"values of {args.dataset_repo_id}")
     episodes = sorted(known)
-    final_values = final.loc[episodes].to_numpy()
+    final_values = np.array([final[episode] for episode in episodes], dtype=float)
     successes = np.array([known[episode] for episode in episodes])
     threshold = calibrate_success_threshold(final_values, successes)
     print(

@@ -76,7 +76,7 @@ class MissingOutcomesError(FileNotFoundError):
     """The dataset records no episode outcomes (no outcomes file, no `next.success` column)."""
 
 
-def _last_frame_values(frames: pd.DataFrame, column: str, source: str) -> dict[int, object]:
+def last_frame_values(frames: pd.DataFrame, column: str, source: str) -> dict[int, object]:
     """`column` on the last frame of every (whole) episode of `frames`, by episode."""
     check_frame_table(frames, ("episode_index", "frame_index", column), source=source)
     last_frames = frames.sort_values("frame_index").groupby("episode_index").tail(1)
@@ -92,7 +92,7 @@ def outcomes_from_success_column(frames: pd.DataFrame, column: str = SUCCESS_COL
     """
     if column in frames.columns and not pd.api.types.is_bool_dtype(frames[column]):
         raise TypeError(f"Column {column!r} must hold booleans, got dtype {frames[column].dtype}")
-    last = _last_frame_values(frames, column, source=f"column {column!r}")
+    last = last_frame_values(frames, column, source=f"column {column!r}")
     return {episode: bool(success) for episode, success in last.items()}
 
 
@@ -107,7 +107,7 @@ def outcomes_from_values(
     """
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"success threshold must lie in (0, 1] (RewACT's progress range), got {threshold}")
-    last = _last_frame_values(values, "value", source="values")
+    last = last_frame_values(values, "value", source="values")
     bad = {episode: value for episode, value in last.items() if not 0.0 <= float(value) <= 1.0}
     if bad:
         episode, value = next(iter(bad.items()))
