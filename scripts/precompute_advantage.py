@@ -171,10 +171,11 @@ def outcome_names(outcomes: dict[int, bool | None]) -> dict[int, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # Imported after parsing, so --help and usage errors do not wait for torch and LeRobot.
+    import numpy as np
     import pandas as pd
 
     from rewact_tools.advantage_display import positive_by_phase, task_summary
-    from rewact_tools.advantages import compute_advantages, task_thresholds, write_advantages
+    from rewact_tools.advantages import compute_advantages, frame_thresholds, write_advantages
     from rewact_tools.control_modes import human_frame_index
     from rewact_tools.outcomes import (
         MissingOutcomesError,
@@ -238,12 +239,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     write_advantages(table, output)
 
-    if args.threshold is None and args.threshold_by == "task":
-        thresholds = task_thresholds(table["advantage"], table["task_index"], args.positive_fraction)
-    elif args.threshold is None:
-        thresholds = dict.fromkeys(table["task_index"].unique().tolist(), float("nan"))  # one per bin
+    if args.threshold is None:
+        per_frame = frame_thresholds(table, args.positive_fraction, args.threshold_by, args.value_bins)
     else:
-        thresholds = dict.fromkeys(table["task_index"].unique().tolist(), args.threshold)
+        per_frame = pd.Series(args.threshold, index=table.index)
+    # The summary's one threshold per task; per value bin there is none (NaN).
+    per_task = per_frame.groupby(table["task_index"]).agg(
+        lambda values: values.iloc[0] if values.nunique() == 1 else np.nan
+    )
+    thresholds = {int(task): float(value) for task, value in per_task.items()}
     tasks = {
         int(index): str(name) for name, index in zip(meta.tasks.index, meta.tasks["task_index"], strict=True)
     }
@@ -251,8 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{horizon} advantages of {len(table)} frames in {table['episode_index'].nunique()} episodes")
     print(describe_outcomes(outcomes, source))
     if human is not None:
-        above = table["advantage"] > table["task_index"].map(thresholds)
-        forced = int((table["index"].isin(human) & ~above).sum())
+        forced = int((table["index"].isin(human) & ~(table["advantage"] > per_frame)).sum())
         print(
             f"human-controlled frames: {len(human)}, of which {forced} forced positive "
             "(advantage at or below the threshold)"

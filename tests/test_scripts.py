@@ -19,7 +19,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from lerobot_policy_actvantage import ACTvantagePolicy
 from lerobot_policy_rewact import RewACTPolicy
-from rewact_tools.advantages import compute_advantages, read_advantages, write_advantages
+from rewact_tools.advantages import compute_advantages, frame_thresholds, read_advantages, write_advantages
 from rewact_tools.candywrapper import WrappedRobotDataset, install_command
 from rewact_tools.cli import CliError
 from rewact_tools.lerobot_compat import EVAL_FREQ_FIELD
@@ -727,6 +727,10 @@ def test_precompute_advantage_credits_takeovers(workdir, rollout_dataset, checkp
     # Episode 1's policy frames 0-1 are the pre-takeover window: negative, and printed as such.
     window = frames.loc[(frames["episode_index"] == 1) & (frames["frame_index"] < 2), "index"]
     assert not table.loc[table["index"].isin(window), "positive"].any()
+    # Human frames at or below their value bin's threshold are the ones forcing made positive.
+    unforced_positive = table["advantage"] > frame_thresholds(table, 0.5, "value_bin", 2)
+    forced = int((table["index"].isin(human) & ~unforced_positive).sum())
+    assert f"human-controlled frames: {len(human)}, of which {forced} forced positive" in credited.stdout
     assert "positive fraction by frame kind (pre-takeover window 2 frames)" in credited.stdout
     for kind in ("correction", "pre_takeover", "rescued_rollout", "rollout"):
         assert kind in credited.stdout

@@ -139,8 +139,7 @@ def compute_advantages(
         frames, outcomes = takeover_segments(frames, outcomes, human)
     table = pistar_returns(frames, outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as)
     table["value"] = _attach_values(table, values) - 1.0
-    groups = _threshold_groups(table, threshold_by, value_bins)
-    table = _with_advantages(table, n_steps, positive_fraction, threshold, groups)
+    table = _with_advantages(table, n_steps, positive_fraction, threshold, threshold_by, value_bins)
     if credit == "segment":
         table = restore_episodes(table)
     if pre_takeover_window:
@@ -148,6 +147,16 @@ def compute_advantages(
         table["positive"] = table["positive"] & ~table["index"].isin(window)
     table = table[list(ADVANTAGE_COLUMNS)]
     return table if human is None else force_positive(table, human)
+
+
+def frame_thresholds(
+    table: pd.DataFrame, positive_fraction: float, threshold_by: str = "task", value_bins: int = 10
+) -> pd.Series:
+    """Each frame's advantage threshold (`advantage > threshold` is positive): the quantile that makes
+    `positive_fraction` of its group positive, the group being its task or (task, value bin). Reads
+    the columns `task_index`, `value` and `advantage` of an advantages table, in its row order."""
+    groups = _threshold_groups(table, threshold_by, value_bins)
+    return groups.map(task_thresholds(table["advantage"], groups, positive_fraction))
 
 
 def _threshold_groups(table: pd.DataFrame, threshold_by: str, value_bins: int) -> pd.Series:
@@ -199,9 +208,7 @@ def time_baseline_advantages(
     table["value"] = (
         pd.Series(true_returns).groupby([table["task_index"], table["frame_index"]]).transform("mean")
     )
-    return _with_advantages(table, n_steps, positive_fraction, threshold, table["task_index"])[
-        list(ADVANTAGE_COLUMNS)
-    ]
+    return _with_advantages(table, n_steps, positive_fraction, threshold, "task", 0)[list(ADVANTAGE_COLUMNS)]
 
 
 def _with_advantages(
@@ -209,10 +216,11 @@ def _with_advantages(
     n_steps: int | None,
     positive_fraction: float,
     threshold: float | None,
-    groups: pd.Series,
+    threshold_by: str,
+    value_bins: int,
 ) -> pd.DataFrame:
     """`table` (pistar_returns' columns and `value`) with N-step `return`, `advantage` and `positive`;
-    without a fixed `threshold`, `positive_fraction` of each of `groups` is positive."""
+    without a fixed `threshold`, `positive_fraction` of each threshold group is (`frame_thresholds`)."""
     targets = np.empty(len(table))
     for rows in table.groupby("episode_index").indices.values():
         targets[rows], _ = n_step_advantage(
@@ -221,8 +229,9 @@ def _with_advantages(
     table["return"] = targets
     table["advantage"] = targets - table["value"]
     if threshold is None:
-        thresholds = task_thresholds(table["advantage"], groups, positive_fraction)
-        table["positive"] = table["advantage"] > groups.map(thresholds)
+        table["positive"] = table["advantage"] > frame_thresholds(
+            table, positive_fraction, threshold_by, value_bins
+        )
     else:
         table["positive"] = table["advantage"] > threshold
     return table
