@@ -67,7 +67,7 @@ from rewact_tools.advantages import THRESHOLD_GROUPS
 from rewact_tools.atomic import write_json
 from rewact_tools.lerobot_compat import HAS_SAMPLE_WEIGHTING
 from rewact_tools.metrics import reward_model_metrics
-from rewact_tools.takeovers import CREDITS, pre_takeover_index, takeover_segments
+from rewact_tools.takeovers import CREDITS, credited_frames, pre_takeover_index
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import closed_loop_stats  # noqa: E402
@@ -112,7 +112,10 @@ class AdvantageRecipe:
     value_bins: int
     injection: str
     negative_weight: float = 1.0
-    """Sampling weight of a negative frame against a positive one's 1 (1: uniform, as pi*0.6)."""
+    """Weight of a negative frame against a positive one's 1 (1: uniform, as pi*0.6)."""
+    negative_weight_by: str = "sampling"
+    """How it acts: on how often a frame is drawn (`sampling`), or on its loss (`loss`, the
+    policy's `negative_weight`, what recap.py and lerobot-train use)."""
 
 
 def advantage_recipe(args, arm: str) -> AdvantageRecipe:
@@ -130,6 +133,7 @@ def advantage_recipe(args, arm: str) -> AdvantageRecipe:
         args.value_bins,
         args.injection,
         args.negative_weight,
+        args.negative_weight_by,
     )
 
 
@@ -245,9 +249,9 @@ def _stack(episodes: list[RolloutEpisode], field: str) -> torch.Tensor:
 def value_targets(args, experience: Experience, credit: str) -> pd.DataFrame:
     """pi*0.6 value targets (`index`, `value_target`) of every frame, credited per episode or per
     takeover segment (`rewact_tools.takeovers`), as the advantages that use them are."""
-    table, outcomes = experience.table, experience.outcomes
-    if credit == "segment":
-        table, outcomes = takeover_segments(table, outcomes, experience.intervention_index)
+    table, outcomes = credited_frames(
+        experience.table, experience.outcomes, credit, experience.intervention_index
+    )
     return pistar_returns(table, outcomes, max_length=quick_max_length(args))[["index", "value_target"]]
 
 
@@ -345,6 +349,8 @@ def train_arm(
         settings = policy_settings(args, dataset)
         if recipe is not None:
             settings["advantage_injection"] = recipe.injection
+            if recipe.negative_weight_by == "loss":
+                settings["negative_weight"] = recipe.negative_weight
         policy, preprocessor, postprocessor = build_arm(args, arm, seed, dataset, settings)
     frames = experience.frames
     rows = experience.filtered_rows() if arm == REFERENCE_ARM else torch.arange(len(frames))
@@ -379,7 +385,7 @@ def train_arm(
                     advantages["index"].to_numpy(), advantages["positive"].to_numpy()
                 ).bool()
             }
-            if recipe.negative_weight != 1.0:
+            if recipe.negative_weight_by == "sampling" and recipe.negative_weight != 1.0:
                 row_weights = torch.where(extras["advantage"], 1.0, recipe.negative_weight).double()
             info["recipe"] = asdict(recipe)
             info |= positive_fractions(experience, advantages, extras["advantage"])
@@ -829,8 +835,15 @@ def parse_args() -> argparse.Namespace:
         "--negative-weight",
         type=float,
         default=1.0,
-        help="actvantage: sampling weight of negative frames (positives 1; default 1, uniform as pi*0.6): "
+        help="actvantage: weight of negative frames (positives 1; default 1, uniform as pi*0.6): "
         "below 1, more of a fixed step budget goes to what 'positive' asks for",
+    )
+    parser.add_argument(
+        "--negative-weight-by",
+        choices=("sampling", "loss"),
+        default="sampling",
+        help="--negative-weight scales how often a negative frame is drawn (sampling, the default) or its "
+        "loss (ACTvantage's negative_weight, as recap.py trains)",
     )
     parser.add_argument(
         "--finetune-from",

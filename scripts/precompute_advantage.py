@@ -15,7 +15,8 @@ robocandywrapper's episode_modes.json) are positive whatever their advantage, as
 Credit around takeovers (frames where a human took control of a rollout), for RECAP's rollouts:
 --credit segment ends the stretch before each takeover as a failure, so the policy's stall is not
 credited with the rescued episode's success; --pre-takeover-window K forces the last K policy frames
-before each takeover negative. --threshold-by value_bin takes the positive fraction within each of
+before each takeover negative (--pre-takeover-window stall: K is the stall patience the rollouts were
+corrected with, as collect_rollouts.py records it). --threshold-by value_bin takes the positive fraction within each of
 --value-bins bins of the value, so the finish of a success gets its share of positives.
 
 Episode outcomes come from robocandywrapper's outcomes file or the dataset's next.success column;
@@ -38,6 +39,7 @@ from pathlib import Path
 from rewact_tools.advantage_display import ADVANTAGES_RELATIVE_PATH
 from rewact_tools.advantages import THRESHOLD_GROUPS
 from rewact_tools.cli import (
+    STALL_WINDOW,
     UNKNOWN_OUTCOMES,
     CliError,
     add_dataset_arguments,
@@ -50,6 +52,7 @@ from rewact_tools.cli import (
     one_line,
     positive_int,
     run_cli,
+    window_frames,
 )
 from rewact_tools.outcomes import DEFAULT_SUCCESS_THRESHOLD
 from rewact_tools.takeovers import CREDITS
@@ -87,9 +90,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--pre-takeover-window",
-        type=int,
+        type=window_frames,
         default=0,
-        help="policy frames before each takeover forced negative (default 0: none)",
+        metavar="K|stall",
+        help="policy frames before each takeover forced negative (default 0: none); 'stall': the stall "
+        "patience the dataset's rounds were corrected with (collect_rollouts.py --correct-stall)",
     )
     parser.add_argument(
         "--threshold-by",
@@ -147,8 +152,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(
             "--credit segment and --pre-takeover-window read the takeovers from the frames under human control: drop --no-force-human-positive"
         )
-    if args.pre_takeover_window < 0:
-        parser.error(f"--pre-takeover-window must be at least 0, got {args.pre_takeover_window}")
     if args.threshold is not None and args.threshold_by != "task":
         parser.error("--threshold fixes one threshold; --threshold-by needs --positive-fraction")
     return args
@@ -184,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcomes_from_values,
     )
     from rewact_tools.returns import dataset_frames
+    from rewact_tools.rollouts.recorder import recorded_stall_patience
     from rewact_tools.takeovers import frame_kinds
     from rewact_tools.values import compute_values
 
@@ -196,6 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.n_step = round(args.n_step_seconds * meta.fps)
         if args.n_step < 1:
             raise CliError(f"--n-step-seconds {args.n_step_seconds} is less than one frame at {meta.fps} fps")
+    if args.pre_takeover_window == STALL_WINDOW:
+        try:
+            args.pre_takeover_window = recorded_stall_patience(meta.root)
+        except (FileNotFoundError, ValueError) as error:
+            raise CliError(f"--pre-takeover-window {STALL_WINDOW}: {error}") from error
     output = args.output if args.output is not None else Path(meta.root) / ADVANTAGES_RELATIVE_PATH
     policy, preprocessor = load_reward_model(args.policy_path, args.device)
     dataset = load_dataset(args.dataset_repo_id, args.dataset_root, meta=meta)

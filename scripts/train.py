@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rewact_tools.cli import UNKNOWN_OUTCOMES, CliError, make_parser, positive_int, run_cli
+from rewact_tools.takeovers import CREDITS
 from rewact_tools.training_options import (
     ADVANTAGE_LABELS,
     REWARD_SOURCES,
@@ -67,6 +68,12 @@ def plugin_parser() -> argparse.ArgumentParser:
         type=positive_int,
         help="--reward pistar: the return normaliser L_max, the task's longest successful episode in "
         "steps (default: each dataset's own; give it when datasets of one task are mixed)",
+    )
+    group.add_argument(
+        "--credit",
+        choices=CREDITS,
+        help="--reward pistar: outcomes per episode (pi*0.6, the default) or per takeover segment, each "
+        "stretch before a takeover a failure (as precompute_advantage.py --credit segment)",
     )
     group.add_argument(
         "--outcomes",

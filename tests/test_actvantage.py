@@ -98,7 +98,7 @@ def test_config_defaults_and_registration():
     assert (config.advantage_key, config.advantage_threshold) == ("advantage", 0.0)
     assert (config.advantage_dropout, config.guidance_scale) == (0.3, 1.0)
     assert config.advantage_file is None and config.pretrained_revision is None
-    assert config.advantage_injection == "encoder_token"
+    assert config.advantage_injection == "encoder_token" and config.negative_weight == 1.0
 
 
 @pytest.mark.parametrize(
@@ -112,6 +112,8 @@ def test_config_defaults_and_registration():
         ({"guidance_scale": 2.0, "advantage_dropout": 0.0}, "null indicator"),
         ({"advantage_key": ""}, "advantage_key"),
         ({"advantage_file": " "}, "advantage_file"),
+        ({"negative_weight": 0.0}, "negative_weight must be in \\(0, 1\\], got 0.0"),
+        ({"negative_weight": 1.5}, "negative_weight"),
         (
             {"advantage_injection": "decoder"},
             "advantage_injection must be one of 'encoder_token', 'decoder_queries', "
@@ -294,6 +296,25 @@ def test_l1_is_averaged_over_valid_elements_only():
     per_sample, _ = policy.forward(batch, reduction="none")
     assert per_sample.shape == (3,) and per_sample[1] == 0.0
     torch.testing.assert_close(per_sample[2], (predicted - batch["action"]).abs()[2].mean())
+
+
+def test_negative_weight_scales_negative_frames_in_the_weighted_mean():
+    batch = make_batch(4, advantage=torch.tensor([1.0, -1.0, 1.0, -1.0]))
+    weight = torch.tensor([1.0, 0.25, 1.0, 0.25])
+    uniform = ACTvantagePolicy(tiny_config()).eval()
+    weighted = ACTvantagePolicy(tiny_config(negative_weight=0.25)).eval()
+    weighted.load_state_dict(uniform.state_dict())
+    per_sample, _ = uniform.forward(batch, reduction="none")
+    loss, info = weighted.forward(batch)
+    # Every sample has the same number of valid elements, so the weighted mean is over samples.
+    expected = (per_sample * weight).sum() / weight.sum()
+    torch.testing.assert_close(loss, expected)
+    assert info["l1_loss"] == pytest.approx(expected.item())
+    assert loss.item() != pytest.approx(per_sample.mean().item())
+    torch.testing.assert_close(weighted.forward(batch, reduction="none")[0], per_sample * weight)
+    # A positive-only batch is unaffected by the weight.
+    positives = make_batch(2, advantage=torch.ones(2))
+    torch.testing.assert_close(weighted.forward(positives)[0], uniform.forward(positives)[0])
 
 
 def test_failed_episodes_are_not_masked():

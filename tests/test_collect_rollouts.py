@@ -39,7 +39,7 @@ from rewact_tools.rollouts import (
     collect_rollouts,
     make_env_spec,
 )
-from rewact_tools.rollouts.recorder import staging_folder
+from rewact_tools.rollouts.recorder import recorded_stall_patience, staging_folder
 from rewact_tools.values import compute_values
 
 from local_datasets import make_local_dataset
@@ -305,6 +305,8 @@ def test_stall_corrections_in_a_rollout(checkpoints, tmp_path):
     flags = episode_column(LeRobotDataset("local/rollouts", root=tmp_path / "stall"), "intervention", 0)
     assert not flags[:2].any() and flags[2:4].all() and not flags[4]
     assert records[0].takeovers >= 2 and records[0].interventions == int(flags.sum())
+    # The patience is recorded: it is the stall before each takeover (the default pre-takeover window).
+    assert recorded_stall_patience(tmp_path / "stall") == 2
 
 
 class _CountingRunner(PolicyRunner):
@@ -354,6 +356,8 @@ def test_append_adds_a_round_and_leaves_earlier_episodes_byte_identical(checkpoi
         np.testing.assert_array_equal(table[key][: len(frames_before[key])], frames_before[key])
     log = sidecar(root)
     assert [entry["round"] for entry in log["rounds"]] == [0, 1]
+    with pytest.raises(ValueError, match="one stall patience is needed, but no round corrected on stalls"):
+        recorded_stall_patience(root)
     assert [(entry["episode_index"], entry["round"], entry["seed"]) for entry in log["episodes"]] == [
         (0, 0, 0), (1, 0, 1), (2, 1, 10), (3, 1, 11)
     ]  # fmt: skip

@@ -314,6 +314,47 @@ def test_pistar_reward_reads_robocandywrapper_outcomes_on_a_mix(roots):
     np.testing.assert_allclose(batch["return_value"].numpy(), expected, atol=1e-6)
 
 
+def test_pistar_reward_with_segment_credit_fails_the_stretch_before_a_takeover(tmp_path):
+    # Episode 0 (6 frames) succeeds after a takeover at frame 2: its frames 0-1 are a failed segment
+    # of 2 frames, frames 2-5 a successful one of 4. Episode 1 (7 frames) fails; episode 2 succeeds.
+    root = tmp_path / "rescued"
+    make_local_dataset(
+        root,
+        repo_id="local/rescued",
+        cameras=(),
+        episode_lengths=(6, 7, 5),
+        with_next_fields=True,
+        intervention=lambda episode, frame: episode == 0 and 2 <= frame <= 3,
+    )
+    dataset = LeRobotDataset("local/rescued", root=root)
+    segment = collate_all(
+        WrappedRobotDataset(
+            dataset, plugins=[PiStar0_6CumulativeRewardPlugin(max_length=6, credit="segment")]
+        )
+    )
+    segments = {0: [(0, 2, False)] * 2 + [(-2, 4, True)] * 4, 1: [(0, 7, False)] * 7, 2: [(0, 5, True)] * 5}
+    expected = [
+        pistar_value(f + segments[e][f][0], segments[e][f][1], segments[e][f][2], 6)
+        for e, f in frames_of(segment)
+    ]
+    np.testing.assert_allclose(segment["reward"].numpy(), expected, atol=1e-6)
+    episode = collate_all(
+        WrappedRobotDataset(dataset, plugins=[PiStar0_6CumulativeRewardPlugin(max_length=6)])
+    )
+    assert episode["reward"][:2].tolist() == pytest.approx([pistar_value(f, 6, True, 6) for f in (0, 1)])
+    assert segment["reward"][:2].tolist() == [0.0, 0.0] and episode["reward"][1] > 0.0
+    assert segment["reward"][2:].tolist() == pytest.approx(episode["reward"][2:].tolist())
+
+
+def test_pistar_reward_segment_credit_needs_control_modes(roots):
+    with pytest.raises(ValueError, match="credit='segment' reads takeovers from the control modes"):
+        WrappedRobotDataset(
+            open_dataset(roots, "local/a"), plugins=[PiStar0_6CumulativeRewardPlugin(credit="segment")]
+        )
+    with pytest.raises(ValueError, match="credit must be one of"):
+        PiStar0_6CumulativeRewardPlugin(credit="takeover")
+
+
 def test_pistar_reward_needs_outcomes(tmp_path):
     root = tmp_path / "no_outcomes"
     make_local_dataset(root, repo_id="local/c", cameras=(), episode_lengths=(4, 5))

@@ -26,6 +26,7 @@ from rewact_tools.lerobot_compat import EVAL_FREQ_FIELD
 from rewact_tools.outcomes import write_episode_outcomes
 from rewact_tools.processors import make_pre_post_processors
 from rewact_tools.returns import dataset_frames
+from rewact_tools.rollouts import ROLLOUTS_SIDECAR
 from rewact_tools.training import make_plugins
 from rewact_tools.training_options import PluginOptions
 
@@ -698,19 +699,37 @@ def test_precompute_advantage_credits_takeovers(workdir, rollout_dataset, checkp
         *("--policy-path", checkpoint, "--outcomes", outcomes_file, "--credit", "segment"),
     ]
     in_seconds = workdir / "rollout_segment_seconds.parquet"
-    credited, unforced, seconds = run_scripts(
+    # A copy whose rollouts sidecar says its rounds were corrected after 2 stalled steps.
+    with_patience = workdir / "rollout_with_patience"
+    shutil.copytree(rollout_dataset, with_patience)
+    sidecar = with_patience / ROLLOUTS_SIDECAR
+    sidecar.parent.mkdir(exist_ok=True)
+    sidecar.write_text(
+        json.dumps({"rounds": [{"round": 0, "corrections": {"stall_steps": 2}}], "episodes": []})
+    )
+    from_patience = workdir / "rollout_segment_stall.parquet"
+    split = ("--threshold-by", "value_bin", "--value-bins", "2", "--positive-fraction", "0.5")
+    credited, unforced, seconds, stall, no_sidecar = run_scripts(
         (
             "precompute_advantage.py",
-            [
-                *common,
-                *("--pre-takeover-window", "2", "--threshold-by", "value_bin", "--value-bins", "2"),
-                *("--positive-fraction", "0.5", "--output", output),
-            ],
+            [*common, "--pre-takeover-window", "2", *split, "--output", output],
         ),
         ("precompute_advantage.py", [*common, "--no-force-human-positive"]),
         ("precompute_advantage.py", [*common, "--n-step-seconds", "0.3", "--output", in_seconds]),
+        (
+            "precompute_advantage.py",
+            [
+                *dataset_args(with_patience, "local/rollout"),
+                *common[len(dataset_args(rollout_dataset, "local/rollout")) :],
+                *("--pre-takeover-window", "stall", *split, "--output", from_patience),
+            ],
+        ),
+        ("precompute_advantage.py", [*common, "--pre-takeover-window", "stall"]),
         without_robocandywrapper=True,
     )
+    stall.check()
+    assert "positive fraction by frame kind (pre-takeover window 2 frames)" in stall.stdout
+    no_sidecar.check_user_error("--pre-takeover-window stall:", "rollouts.json is missing")
     seconds.check()  # 0.3 s at the dataset's 10 fps: N = 3 frames
     pd.testing.assert_frame_equal(
         read_advantages(in_seconds),
@@ -724,6 +743,7 @@ def test_precompute_advantage_credits_takeovers(workdir, rollout_dataset, checkp
     )
     table = read_advantages(output)
     pd.testing.assert_frame_equal(table, expected)
+    pd.testing.assert_frame_equal(read_advantages(from_patience), expected)
     # Episode 1's policy frames 0-1 are the pre-takeover window: negative, and printed as such.
     window = frames.loc[(frames["episode_index"] == 1) & (frames["frame_index"] < 2), "index"]
     assert not table.loc[table["index"].isin(window), "positive"].any()

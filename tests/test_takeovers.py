@@ -137,8 +137,8 @@ def test_value_bin_thresholds_give_every_stage_its_positives():
     ("options", "message"),
     [
         ({"credit": "frame"}, "credit must be one of"),
-        ({"credit": "segment"}, "need human_index"),
-        ({"pre_takeover_window": 3}, "need human_index"),
+        ({"credit": "segment"}, "credit='segment' needs the frames under human control"),
+        ({"pre_takeover_window": 3}, "pre_takeover_window needs human_index"),
         ({"threshold_by": "phase"}, "threshold_by must be one of"),
         ({"threshold_by": "value_bin", "value_bins": 0}, "value_bins must be at least 1"),
     ],

@@ -57,6 +57,10 @@ class ACTvantageConfig(ACTVisionConfig):
     # predicted action directly; "encoder_and_decoder" does both, with separate embeddings. Only the
     # configured embeddings exist, so "encoder_token" checkpoints keep their parameter names.
     advantage_injection: str = "encoder_token"
+    # Loss weight of a frame labelled negative against a positive frame's 1 (the weighted mean is
+    # normalised by the weights). 1.0 is pi*0.6's uniform training; below 1 the step budget goes
+    # mostly to the positives while the negatives still teach the (-) condition and the null one.
+    negative_weight: float = 1.0
     # Parquet written by precompute_advantage (columns `index`, `advantage`, optional `positive`);
     # lets stock `lerobot-train` train without a dataset plugin.
     advantage_file: str | None = None
@@ -76,6 +80,10 @@ class ACTvantageConfig(ACTVisionConfig):
         if not 0.0 <= self.advantage_dropout < 1.0:
             raise ValueError(
                 f"ACTvantageConfig.advantage_dropout must be in [0, 1), got {self.advantage_dropout!r}."
+            )
+        if not 0.0 < self.negative_weight <= 1.0:
+            raise ValueError(
+                f"ACTvantageConfig.negative_weight must be in (0, 1], got {self.negative_weight!r}."
             )
         check_guidance_scale(self.guidance_scale, self.advantage_dropout)
         check_advantage_injection(self.advantage_injection)

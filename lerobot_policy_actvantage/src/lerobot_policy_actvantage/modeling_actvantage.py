@@ -191,8 +191,11 @@ class ACTvantagePolicy(VisionEncoderPolicyMixin, PreTrainedPolicy):
             kld = actions_hat.new_zeros(batch_size)
         else:
             kld = (-0.5 * (1 + log_sigma_x2 - mu.pow(2) - log_sigma_x2.exp())).sum(-1)
+        # The label, not the (possibly dropped) indicator, sets the weight: a negative frame counts
+        # `negative_weight` in every condition it is trained under.
+        weight = torch.where(positive, 1.0, self.config.negative_weight).to(l1.dtype)
 
-        l1_mean = l1.sum() / elements.sum().clamp_min(1)
+        l1_mean = (l1 * weight[:, None, None]).sum() / (elements * weight).sum().clamp_min(1e-12)
         info = {
             "l1_loss": l1_mean.item(),
             "kld_loss": kld.mean().item(),
@@ -201,8 +204,9 @@ class ACTvantagePolicy(VisionEncoderPolicyMixin, PreTrainedPolicy):
         }
         if reduction == "none":
             per_sample = l1.sum(dim=(1, 2)) / elements.clamp_min(1) + self.config.kl_weight * kld
-            return per_sample, info
-        return l1_mean + self.config.kl_weight * kld.mean(), info
+            return per_sample * weight, info
+        kld_mean = (kld * weight).sum() / weight.sum()
+        return l1_mean + self.config.kl_weight * kld_mean, info
 
     def _model_inputs(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """ACT's batch layout: a list of camera images, and an `observation.state` ACT reads the device of."""

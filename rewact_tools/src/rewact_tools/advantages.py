@@ -14,13 +14,7 @@ import pandas as pd
 
 from rewact_tools.atomic import write_atomically
 from rewact_tools.returns import FRAME_COLUMNS, check_frame_table, pistar_returns
-from rewact_tools.takeovers import (
-    CREDITS,
-    human_mask,
-    pre_takeover_index,
-    restore_episodes,
-    takeover_segments,
-)
+from rewact_tools.takeovers import credited_frames, human_mask, pre_takeover_index, restore_episodes
 
 ADVANTAGE_COLUMNS = (*FRAME_COLUMNS, "value", "return", "advantage", "positive")
 _FLOAT_COLUMNS = ("value", "return", "advantage")
@@ -127,20 +121,17 @@ def compute_advantages(
     `threshold_by="value_bin"` takes the positive fraction within each of `value_bins` quantile bins
     of the value per task instead of over the task (`THRESHOLD_GROUPS`).
     """
-    if credit not in CREDITS:
-        raise ValueError(f"credit must be one of {CREDITS}, got {credit!r}")
-    if human_index is None and (credit != "episode" or pre_takeover_window):
+    if human_index is None and pre_takeover_window:
         raise ValueError(
-            "credit='segment' and pre_takeover_window need human_index: the frames under human control "
-            "mark where the takeovers are"
+            "pre_takeover_window needs human_index: the frames under human control mark where the "
+            "takeovers are"
         )
     human = None if human_index is None else np.asarray(list(human_index), dtype=np.int64)
-    if credit == "segment":
-        frames, outcomes = takeover_segments(frames, outcomes, human)
+    frames, outcomes = credited_frames(frames, outcomes, credit, human)
     table = pistar_returns(frames, outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as)
     table["value"] = _attach_values(table, values) - 1.0
     table = _with_advantages(table, n_steps, positive_fraction, threshold, threshold_by, value_bins)
-    if credit == "segment":
+    if credit == "segment":  # back from segments (credited_frames) to episodes
         table = restore_episodes(table)
     if pre_takeover_window:
         window = pre_takeover_index(table, human, pre_takeover_window)

@@ -218,6 +218,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+STALL_WINDOW = "stall"
+"""A pre-takeover window given as the rollouts' recorded stall patience instead of in frames."""
+
+
+def window_frames(text: str) -> int | str:
+    """A pre-takeover window: a number of frames >= 0, or `STALL_WINDOW`."""
+    if text == STALL_WINDOW:
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of frames >= 0 or {STALL_WINDOW!r}, got {text!r}")
+    return value
+
+
 def add_policy_arguments(
     parser: argparse.ArgumentParser, batch_size: int = 64, batch_help: str = "frames per inference batch"
 ) -> argparse._ArgumentGroup:

@@ -84,6 +84,26 @@ def takeover_segments(
     return table, segment_outcomes
 
 
+def credited_frames(
+    frames: pd.DataFrame,
+    outcomes: Mapping[int, bool | None],
+    credit: str,
+    human_index: Iterable[int] | None,
+) -> tuple[pd.DataFrame, Mapping[int, bool | None]]:
+    """The frame table and outcomes that returns are computed on under `credit` (`CREDITS`): as
+    given per `episode`, split at every takeover (`takeover_segments`) per `segment`. One place, so
+    value targets and advantages credit alike."""
+    if credit not in CREDITS:
+        raise ValueError(f"credit must be one of {CREDITS}, got {credit!r}")
+    if credit == "episode":
+        return frames, outcomes
+    if human_index is None:
+        raise ValueError(
+            "credit='segment' needs the frames under human control: they mark where the takeovers are"
+        )
+    return takeover_segments(frames, outcomes, human_index)
+
+
 def restore_episodes(table: pd.DataFrame) -> pd.DataFrame:
     """A table computed on `takeover_segments`' frames with the original episode and frame indices,
     sorted by them."""

@@ -140,9 +140,11 @@ def make_plugins(
     reward = resolve_reward(options, config, len(datasets))
     if options.reward_labels and reward != "labels":
         raise CliError("--reward-labels goes with --reward labels")
-    if reward != "pistar" and (options.max_length is not None or options.unknown_outcome != "error"):
+    if reward != "pistar" and (
+        options.max_length is not None or options.unknown_outcome != "error" or options.credit != "episode"
+    ):
         raise CliError(
-            f"--max-length and --unknown-outcome go with --reward pistar (the reward here is {reward})"
+            f"--max-length, --unknown-outcome and --credit go with --reward pistar (the reward here is {reward})"
         )
     if isinstance(config, ACTvantageConfig) and len(datasets) > 1 and not options.advantages:
         raise CliError(
@@ -177,7 +179,9 @@ def make_plugins(
     elif reward == "pistar":
         plugins.append(
             PiStar0_6CumulativeRewardPlugin(
-                max_length=options.max_length, unknown_as=UNKNOWN_OUTCOMES[options.unknown_outcome]
+                max_length=options.max_length,
+                unknown_as=UNKNOWN_OUTCOMES[options.unknown_outcome],
+                credit=options.credit,
             )
         )
     if options.control_mode:

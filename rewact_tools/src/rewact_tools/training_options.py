@@ -35,6 +35,9 @@ class PluginOptions:
     # `pistar`'s return normaliser L_max (steps of the task's longest success); None: each dataset's
     # own longest successful episode. Several datasets of one task need it (one may have no success).
     max_length: int | None = None
+    # `pistar`'s outcome credit: per "episode" (pi*0.6) or per takeover "segment", as the advantages
+    # of `precompute_advantage.py --credit` (`rewact_tools.takeovers`).
+    credit: str = "episode"
     outcomes: bool = False
     control_mode: bool = False
     # Advantages parquet per dataset; "" means the default <root>/rewact_extensions/advantages.parquet.

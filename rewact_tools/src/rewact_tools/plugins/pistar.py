@@ -10,6 +10,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from rewact_tools.advantages import read_advantages
 from rewact_tools.candywrapper import DatasetPlugin
+from rewact_tools.control_modes import human_frame_index
 from rewact_tools.outcomes import SUCCESS_COLUMN, episode_outcomes
 from rewact_tools.plugins.frames import (
     FrameLabels,
@@ -20,6 +21,7 @@ from rewact_tools.plugins.frames import (
     loaded_frames,
 )
 from rewact_tools.returns import describe_frame, pistar_returns
+from rewact_tools.takeovers import CREDITS, credited_frames
 
 
 def pistar_reward_labels(
@@ -28,15 +30,29 @@ def pistar_reward_labels(
     c_fail: float | Mapping[int, float] | None = None,
     max_length: int | Mapping[int, int] | None = None,
     unknown_as: bool | None = None,
+    credit: str = "episode",
 ) -> FrameLabels:
     """Float32 `key` for every loaded frame: the pi*0.6 normalised return-to-go + 1, in [0, 1].
 
     Returns are computed over every episode of the dataset, so a task's longest successful episode
-    (the normaliser) and the labels do not depend on which episodes are loaded.
+    (the normaliser) and the labels do not depend on which episodes are loaded. `credit="segment"`
+    credits each takeover segment with its own outcome (`rewact_tools.takeovers`), as the advantages
+    of `precompute_advantage.py --credit segment` are: the value model is then their baseline. The
+    takeovers are read from the loaded frames' control modes (the `intervention` column or
+    episode_modes.json).
     """
     extra = (SUCCESS_COLUMN,) if SUCCESS_COLUMN in dataset.meta.features else ()
     frames = all_frames(dataset, extra)
     outcomes = episode_outcomes(dataset, frames)
+    human = None
+    if credit == "segment":
+        human = human_frame_index(dataset)
+        if human is None:
+            raise ValueError(
+                f"Dataset {dataset.repo_id} at {dataset.root}: credit='segment' reads takeovers from the "
+                "control modes, but it has no intervention column nor episode_modes.json"
+            )
+    frames, outcomes = credited_frames(frames, outcomes, credit, human)
     returns = pistar_returns(frames, outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as)
     by_index = returns.set_index("index")["value_target"]
     loaded = loaded_frames(dataset)
@@ -52,6 +68,8 @@ class PiStar0_6CumulativeRewardPlugin(DatasetPlugin):  # noqa: N801 (the recipe'
     Outcomes come from robocandywrapper's `candywrapper_plugins/episode_outcome/outcomes.json` (the
     file its `EpisodeOutcomePlugin` reads) or, without it, from `next.success` on each episode's last
     frame. An unknown outcome raises at attach unless `unknown_as` says how to count it.
+    `credit="segment"` ends the policy's stretch before each takeover as a failure
+    (`pistar_reward_labels`).
     """
 
     def __init__(
@@ -60,12 +78,19 @@ class PiStar0_6CumulativeRewardPlugin(DatasetPlugin):  # noqa: N801 (the recipe'
         max_length: int | Mapping[int, int] | None = None,
         unknown_as: bool | None = None,
         key: str = "reward",
+        credit: str = "episode",
     ):
+        if credit not in CREDITS:
+            raise ValueError(
+                f"PiStar0_6CumulativeRewardPlugin: credit must be one of {CREDITS}, got {credit!r}"
+            )
         self.c_fail, self.max_length, self.unknown_as = c_fail, max_length, unknown_as
-        self.key = key
+        self.key, self.credit = key, credit
 
     def attach(self, dataset: LeRobotDataset) -> FrameLabelsInstance:
-        labels = pistar_reward_labels(dataset, self.key, self.c_fail, self.max_length, self.unknown_as)
+        labels = pistar_reward_labels(
+            dataset, self.key, self.c_fail, self.max_length, self.unknown_as, self.credit
+        )
         return FrameLabelsInstance(dataset, labels)
 
 

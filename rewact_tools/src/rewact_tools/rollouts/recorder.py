@@ -79,6 +79,25 @@ def check_appendable(root: Path, features: dict[str, dict], fps: int) -> dict[st
     return json.loads((root / SIDECAR).read_text())
 
 
+def recorded_stall_patience(root: Path | str) -> int:
+    """The stall patience (`--correct-stall`, steps) the rounds of the rollout dataset at `root` were
+    corrected with: the policy's stall before each takeover, hence the default pre-takeover window.
+
+    Raises when the sidecar is missing, or when its rounds corrected on stalls with no or several
+    patiences (a window must then be given in frames)."""
+    path = Path(root) / SIDECAR
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: {root} was not written by collect_rollouts, so its stall patience is unknown"
+        )
+    rounds = json.loads(path.read_text())["rounds"]
+    patiences = sorted({entry["corrections"]["stall_steps"] for entry in rounds} - {None})
+    if len(patiences) != 1:
+        found = "no round corrected on stalls" if not patiences else f"rounds used {patiences}"
+        raise ValueError(f"{path}: one stall patience is needed, but {found}; give the window in frames")
+    return int(patiences[0])
+
+
 class RolloutDatasetWriter:
     """Writes whole episodes into the dataset at `root` (new, or with `append` an existing rollout
     dataset), committing them atomically (see the module docstring).
