@@ -205,6 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.pre_takeover_window = recorded_stall_patience(meta.root)
         except (FileNotFoundError, ValueError) as error:
             raise CliError(f"--pre-takeover-window {STALL_WINDOW}: {error}") from error
+        if args.pre_takeover_window is None:
+            raise CliError(
+                f"--pre-takeover-window {STALL_WINDOW}: no round of {meta.root} was corrected on stalls; "
+                "give the window in frames"
+            )
     output = args.output if args.output is not None else Path(meta.root) / ADVANTAGES_RELATIVE_PATH
     policy, preprocessor = load_reward_model(args.policy_path, args.device)
     dataset = load_dataset(args.dataset_repo_id, args.dataset_root, meta=meta)

@@ -37,10 +37,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rewact_tools.atomic import write_json
 from rewact_tools.cli import (
+    STALL_WINDOW,
     CliError,
     add_dataset_arguments,
     check_local_dataset,
@@ -48,10 +50,32 @@ from rewact_tools.cli import (
     positive_int,
     run_cli,
     run_command,
+    window_frames,
 )
 from rewact_tools.takeovers import CREDITS
 
 SCRIPTS = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a round turns values into ACTvantage's labels and weights (recap.py's flags)."""
+
+    positive_fraction: float
+    credit: str
+    pre_takeover_window: int | str
+    negative_weight: float
+    n_step: int | None = None
+    n_step_seconds: float | None = None
+
+
+RECIPES = {
+    # The best measured on PushT (benchmarks/README.md, "Fourth run"): ties filtered BC in round 0,
+    # where pi*0.6's recipe trails it; neither beats it after two rounds there.
+    "takeover": Recipe(0.5, "segment", STALL_WINDOW, 0.25),
+    # pi*0.6 as published: 30 % positive, per-episode outcomes, N-step advantages with N = 1 s.
+    "pistar": Recipe(0.3, "episode", 0, 1.0, n_step_seconds=1.0),
+}
 ROUND_RECORD = "round.json"
 ROLLOUTS_REPO_ID = "local/rollouts"
 
@@ -65,20 +89,36 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--work-dir", type=Path, required=True, help="where each round's models go")
     parser.add_argument("--value-steps", type=positive_int, default=3000, help="value-model steps (3000)")
     parser.add_argument("--policy-steps", type=positive_int, default=4000, help="ACTvantage steps (4000)")
-    parser.add_argument("--positive-fraction", type=float, default=0.3, help="of all datasets' frames (0.3)")
-    parser.add_argument("--n-step", type=positive_int, help="N-step advantages (default: Monte Carlo)")
-    parser.add_argument(
+    recipe = parser.add_argument_group("advantage recipe (each flag overrides the --recipe's value)")
+    recipe.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="takeover",
+        help="takeover (default, the best measured on PushT): segment credit, the stall before each "
+        "takeover negative, 50%% positive, negatives at loss weight 0.25, Monte Carlo; pistar: pi*0.6's "
+        "published recipe, 30%% positive, per-episode credit, N-step with N = 1 s, uniform weights",
+    )
+    recipe.add_argument("--positive-fraction", type=float, help="of all datasets' frames")
+    recipe.add_argument(
+        "--n-step", type=positive_int, help="N-step advantages in frames (takeover: Monte Carlo)"
+    )
+    recipe.add_argument(
         "--credit",
         choices=CREDITS,
-        default="episode",
-        help="advantages' outcome credit: per episode (pi*0.6) or per takeover segment (precompute_advantage.py)",
+        help="outcome credit of the value targets and the rollouts' advantages: per episode or per "
+        "takeover segment (train.py and precompute_advantage.py --credit)",
     )
-    parser.add_argument(
+    recipe.add_argument(
         "--pre-takeover-window",
-        type=int,
-        default=0,
-        metavar="K",
-        help="policy frames before each takeover forced negative (default 0)",
+        type=window_frames,
+        metavar="K|stall",
+        help="policy frames before each takeover forced negative; stall: the patience the rollouts were "
+        "corrected with (0 when no round corrected on stalls)",
+    )
+    recipe.add_argument(
+        "--negative-weight",
+        type=float,
+        help="ACTvantage's loss weight of negative frames (--policy.negative_weight), positives 1",
     )
     rollouts = parser.add_argument_group("rollouts (scripts/collect_rollouts.py)")
     rollouts.add_argument("--episodes", type=positive_int, default=50, help="rollouts per round (50)")
@@ -94,10 +134,16 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     )
     rollouts.add_argument("--correct-steps", type=positive_int, metavar="M", help="steps a correction lasts")
     args = parser.parse_args(argv[:split])
-    if args.pre_takeover_window < 0:
-        parser.error(f"--pre-takeover-window must be at least 0, got {args.pre_takeover_window}")
+    given_n_step = args.n_step is not None
+    for name, value in asdict(RECIPES[args.recipe]).items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    if given_n_step:
+        args.n_step_seconds = None
     if not 0.0 < args.positive_fraction < 1.0:
         parser.error(f"--positive-fraction must lie strictly between 0 and 1, got {args.positive_fraction}")
+    if not 0.0 < args.negative_weight <= 1.0:
+        parser.error(f"--negative-weight must lie in (0, 1], got {args.negative_weight}")
     return args, argv[split + 1 :]
 
 
@@ -112,24 +158,48 @@ def next_round(work_dir: Path) -> int:
     return done
 
 
-def longest_success(datasets: list[tuple[str, Path]]) -> int:
-    """pi*0.6's return normaliser L_max: the longest successful episode over every dataset, which
-    record one task (a round of rollouts alone may have no success, or a longer one)."""
+def episode_outcomes(datasets: list[tuple[str, Path]]) -> list[tuple[dict[int, int], dict[int, bool | None]]]:
+    """Per dataset, each episode's length and outcome."""
     from rewact_tools.cli import load_dataset
     from rewact_tools.outcomes import load_episode_outcomes
 
-    lengths = []
+    found = []
     for repo_id, root in datasets:
         dataset = load_dataset(repo_id, root)
         episodes = dataset.meta.episodes
-        length = dict(zip(episodes["episode_index"], episodes["length"], strict=True))
-        lengths += [length[episode] for episode, success in load_episode_outcomes(dataset).items() if success]
+        lengths = dict(zip(episodes["episode_index"], episodes["length"], strict=True))
+        found.append((lengths, load_episode_outcomes(dataset)))
+    return found
+
+
+def longest_success(datasets: list[tuple[str, Path]], outcomes: list[tuple[dict, dict]]) -> int:
+    """pi*0.6's return normaliser L_max: the longest successful episode over every dataset, which
+    record one task (a round of rollouts alone may have no success, or a longer one)."""
+    lengths = [
+        length[episode] for length, outcome in outcomes for episode, success in outcome.items() if success
+    ]
     if not lengths:
         raise CliError(
             f"no dataset of {[str(root) for _, root in datasets]} has a successful episode: pi*0.6 "
             "returns are normalised by the longest one"
         )
     return int(max(lengths))
+
+
+def takeover_window(args: argparse.Namespace, has_rollouts: bool) -> int:
+    """The pre-takeover window in frames: `stall` is the patience the rollouts were corrected with,
+    0 where no round corrected on stalls (no stall precedes their takeovers) or none exists yet."""
+    if args.pre_takeover_window != STALL_WINDOW:
+        return args.pre_takeover_window
+    if not has_rollouts:
+        return 0
+    from rewact_tools.rollouts.recorder import recorded_stall_patience
+
+    try:
+        patience = recorded_stall_patience(args.rollouts_root)
+    except (FileNotFoundError, ValueError) as error:
+        raise CliError(f"--pre-takeover-window {STALL_WINDOW}: {error}") from error
+    return 0 if patience is None else patience
 
 
 def pooled_threshold(paths: list[Path], positive_fraction: float) -> float:
@@ -180,7 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     datasets = [(args.dataset_repo_id, args.dataset_root)]
     if has_rollouts:
         datasets.append((ROLLOUTS_REPO_ID, check_local_dataset(args.rollouts_root)))
-    max_length = longest_success(datasets)
+    outcomes = episode_outcomes(datasets)
+    max_length = longest_success(datasets, outcomes)
+    window = takeover_window(args, has_rollouts)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     commands: list[list[str]] = []
 
@@ -198,23 +270,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     run(
         train_command(datasets, value_model, lerobot_flags)
         + ["--policy.type=rewact", "--reward", "pistar", "--max-length", str(max_length)]
-        + ["--policy.reward_loss_weight=1.0"]
+        + ["--credit", args.credit, "--policy.reward_loss_weight=1.0"]
         + [f"--steps={args.value_steps}", f"--save_freq={args.value_steps}", "--job_name=value_model"]
     )
+    # The collector's success calls use a threshold calibrated on the episodes the model will judge:
+    # the rollouts so far (the demonstrations in round 0), when they hold a success and a failure.
+    (calibration_repo_id, calibration_root), (_, calibration_outcomes) = datasets[-1], outcomes[-1]
+    calibrated = {True, False} <= set(calibration_outcomes.values())
+    if calibrated:
+        run(
+            [sys.executable, SCRIPTS / "calibrate_success.py", "--dataset-repo-id", calibration_repo_id]
+            + ["--dataset-root", calibration_root, "--policy-path", value_model]
+        )
+    else:
+        print(
+            f"{calibration_root} has no success or no failure to calibrate the success call on: the "
+            "collector uses the default threshold"
+        )
     advantages = [
         folder / f"advantages_{name}.parquet" for name in ("demonstrations", "rollouts")[: len(datasets)]
     ]
 
     # Only rollouts have takeovers (demonstrations record no control modes).
-    takeover_credit = ["--credit", args.credit, "--pre-takeover-window", str(args.pre_takeover_window)]
+    takeover_credit = ["--credit", args.credit, "--pre-takeover-window", str(window)]
+    if args.n_step is not None:
+        horizon = ["--n-step", str(args.n_step)]
+    elif args.n_step_seconds is not None:
+        horizon = ["--n-step-seconds", str(args.n_step_seconds)]
+    else:
+        horizon = []
 
     def precompute(split: list[str]) -> None:
         for (repo_id, root), path in zip(datasets, advantages, strict=True):
             run(
                 [sys.executable, SCRIPTS / "precompute_advantage.py", "--dataset-repo-id", repo_id]
                 + ["--dataset-root", root, "--policy-path", value_model, "--output", path]
-                + ["--max-length", str(max_length), *split]
-                + ([] if args.n_step is None else ["--n-step", str(args.n_step)])
+                + ["--max-length", str(max_length), *split, *horizon]
                 + (takeover_credit if repo_id == ROLLOUTS_REPO_ID else [])
             )
 
@@ -227,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run(
         train_command(datasets, policy, lerobot_flags)
         + ["--policy.type=actvantage", "--advantages", ",".join(str(path) for path in advantages)]
+        + [f"--policy.negative_weight={args.negative_weight}"]
         + [f"--steps={args.policy_steps}", f"--save_freq={args.policy_steps}", "--job_name=actvantage"]
     )
     collect = [
@@ -261,6 +353,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "round": round_,
         "datasets": [{"repo_id": repo_id, "root": str(root)} for repo_id, root in datasets],
         "max_length": max_length,
+        "recipe": {
+            "name": args.recipe,
+            **{name: getattr(args, name) for name in Recipe.__dataclass_fields__},
+            "pre_takeover_window": window,
+        },
+        "success_threshold_calibrated_on": str(calibration_root) if calibrated else None,
         "value_model": str(value_model),
         "advantages": [str(path) for path in advantages],
         "advantage_threshold": threshold,

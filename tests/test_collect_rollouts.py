@@ -356,8 +356,7 @@ def test_append_adds_a_round_and_leaves_earlier_episodes_byte_identical(checkpoi
         np.testing.assert_array_equal(table[key][: len(frames_before[key])], frames_before[key])
     log = sidecar(root)
     assert [entry["round"] for entry in log["rounds"]] == [0, 1]
-    with pytest.raises(ValueError, match="one stall patience is needed, but no round corrected on stalls"):
-        recorded_stall_patience(root)
+    assert recorded_stall_patience(root) is None  # no round corrected on stalls
     assert [(entry["episode_index"], entry["round"], entry["seed"]) for entry in log["episodes"]] == [
         (0, 0, 0), (1, 0, 1), (2, 1, 10), (3, 1, 11)
     ]  # fmt: skip

@@ -346,11 +346,14 @@ def test_pistar_reward_with_segment_credit_fails_the_stretch_before_a_takeover(t
     assert segment["reward"][2:].tolist() == pytest.approx(episode["reward"][2:].tolist())
 
 
-def test_pistar_reward_segment_credit_needs_control_modes(roots):
-    with pytest.raises(ValueError, match="credit='segment' reads takeovers from the control modes"):
-        WrappedRobotDataset(
-            open_dataset(roots, "local/a"), plugins=[PiStar0_6CumulativeRewardPlugin(credit="segment")]
-        )
+def test_pistar_reward_segment_credit_on_a_dataset_without_control_modes_is_per_episode(roots):
+    # Demonstrations record no control modes, hence no takeovers: their segments are their episodes.
+    dataset = open_dataset(roots, "local/a")
+    episode = collate_all(WrappedRobotDataset(dataset, plugins=[PiStar0_6CumulativeRewardPlugin()]))
+    segment = collate_all(
+        WrappedRobotDataset(dataset, plugins=[PiStar0_6CumulativeRewardPlugin(credit="segment")])
+    )
+    assert segment["reward"].tolist() == episode["reward"].tolist()
     with pytest.raises(ValueError, match="credit must be one of"):
         PiStar0_6CumulativeRewardPlugin(credit="takeover")
 

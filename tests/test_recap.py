@@ -13,6 +13,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot_policy_actvantage import ACTvantagePolicy
 from lerobot_policy_rewact import RewACTPolicy
 from rewact_tools.pusht import GenerationConfig, generate_pusht_dataset
+from rewact_tools.takeovers import pre_takeover_index
 
 from subprocess_helpers import TINY_POLICY_FLAGS, run_script
 
@@ -58,57 +59,97 @@ def recap_args(demonstrations: Path, work: Path) -> list:
 
 
 def test_two_recap_rounds(demonstrations, tmp_path):
-    """Round 0 trains on the demonstrations and creates the rollout dataset; round 1 trains on both,
-    corrections forced positive, and appends its rollouts; every artefact loads as LeRobot's."""
+    """Round 0 (pi*0.6's recipe) trains on the demonstrations and creates the rollout dataset; round 1
+    (the default takeover recipe) trains on both, corrections forced positive and the stall before
+    each takeover negative, and appends its rollouts; every artefact loads as LeRobot's."""
     args = recap_args(demonstrations, tmp_path)
-    first = run_script("recap.py", *args).check()
+    options, train_flags = args[: -len(TRAIN_FLAGS)], args[-len(TRAIN_FLAGS) :]
+    first = run_script("recap.py", *options, "--recipe", "pistar", *train_flags).check()
     assert "$ " in first.stdout and "round 0 done" in first.stdout
     round0 = json.loads((tmp_path / "recap" / "round_0" / "round.json").read_text())
-    assert [d["repo_id"] for d in round0["datasets"]] == ["local/pusht"] and len(round0["commands"]) == 4
+    assert [d["repo_id"] for d in round0["datasets"]] == ["local/pusht"] and len(round0["commands"]) == 5
+    assert round0["recipe"] == {
+        "name": "pistar",
+        "positive_fraction": 0.3,
+        "credit": "episode",
+        "pre_takeover_window": 0,
+        "negative_weight": 1.0,
+        "n_step": None,
+        "n_step_seconds": 1.0,
+    }
+    (precompute,) = [
+        command for command in round0["commands"] if command[1].endswith("precompute_advantage.py")
+    ]
+    assert precompute[-2:] == ["--n-step-seconds", "1.0"]
+    # The demonstrations hold successes and a failure: the success call is calibrated on them.
+    assert round0["success_threshold_calibrated_on"] == str(demonstrations)
+    value_model0 = (
+        tmp_path / "recap" / "round_0" / "value_model" / "checkpoints" / "last" / "pretrained_model"
+    )
+    assert "success_threshold" in json.loads((value_model0 / "config.json").read_text())
     rollouts = LeRobotDataset("local/rollouts", root=tmp_path / "rollouts")
     assert rollouts.meta.total_episodes == 2 and rollouts.meta.features["intervention"]["dtype"] == "bool"
 
-    credit = ["--credit", "segment", "--pre-takeover-window", "2"]
-    run_script("recap.py", *args[: -len(TRAIN_FLAGS)], *credit, *TRAIN_FLAGS).check()
+    second = run_script("recap.py", *args).check()
     folder = tmp_path / "recap" / "round_1"
     round1 = json.loads((folder / "round.json").read_text())
+    # The default recipe; the window is the stall patience the collector recorded (--correct-stall 2).
+    assert round1["recipe"] == {
+        "name": "takeover",
+        "positive_fraction": 0.5,
+        "credit": "segment",
+        "pre_takeover_window": 2,
+        "negative_weight": 0.25,
+        "n_step": None,
+        "n_step_seconds": None,
+    }
+    commands = [" ".join(command) for command in round1["commands"]]
+    assert "--reward pistar --max-length" in commands[0] and "--credit segment" in commands[0]
+    # Ten-step rollouts never succeed, so there is nothing to calibrate the call on; it says so.
+    assert (
+        round1["success_threshold_calibrated_on"] is None
+        and "the collector uses the default" in second.stdout
+    )
     # Takeover credit reaches the rollouts' advantages only: demonstrations have no takeovers.
-    precomputes = [
-        command for command in round1["commands"] if command[1].endswith("precompute_advantage.py")
-    ]
-    assert [credit[0] in command for command in precomputes] == [False, True, False, True]
-    assert all(" ".join(credit) in " ".join(command) for command in precomputes if credit[0] in command)
+    precomputes = [command for command in commands if "precompute_advantage.py" in command]
+    credit = "--credit segment --pre-takeover-window 2"
+    assert [credit in command for command in precomputes] == [False, True, False, True]
     assert [d["repo_id"] for d in round1["datasets"]] == ["local/pusht", "local/rollouts"]
     assert isinstance(
         RewACTPolicy.from_pretrained(folder / "value_model" / "checkpoints" / "last" / "pretrained_model"),
         RewACTPolicy,
     )
-    assert isinstance(
-        ACTvantagePolicy.from_pretrained(folder / "policy" / "checkpoints" / "last" / "pretrained_model"),
-        ACTvantagePolicy,
-    )
+    policy = ACTvantagePolicy.from_pretrained(folder / "policy" / "checkpoints" / "last" / "pretrained_model")
+    assert policy.config.negative_weight == 0.25
     rollouts = LeRobotDataset("local/rollouts", root=tmp_path / "rollouts")
     assert rollouts.meta.total_episodes == 4
-    # Round 1's advantages cover round 0's rollouts, whose corrections are all positive.
+    # Round 1's advantages cover round 0's rollouts: corrections are all positive, the two policy
+    # frames before each takeover negative.
     advantages = pd.read_parquet(folder / "advantages_rollouts.parquet")
-    intervention = pd.DataFrame(
+    frames = pd.DataFrame(
         {
             "index": np.asarray(rollouts.hf_dataset["index"]),
+            "episode_index": np.asarray(rollouts.hf_dataset["episode_index"]),
+            "frame_index": np.asarray(rollouts.hf_dataset["frame_index"]),
+            "task_index": np.asarray(rollouts.hf_dataset["task_index"]),
             "intervention": np.asarray(rollouts.hf_dataset["intervention"]).reshape(-1).astype(bool),
         }
     )
-    table = advantages.merge(intervention, on="index", validate="one_to_one")
+    table = advantages.merge(frames[["index", "intervention"]], on="index", validate="one_to_one")
     first_round = table["episode_index"] < 2
     assert len(table[first_round]) == len(advantages) and table["intervention"].any()
-    assert table.loc[table["intervention"], "positive"].all()
-    # One threshold over demonstrations and rollouts together: the positive fraction (0.3) holds for
-    # all their frames, not for each dataset, and corrections are positive on top of it.
+    window = pre_takeover_index(frames, frames.loc[frames["intervention"], "index"], 2)
+    in_window = table["index"].isin(window)
+    assert in_window.any() and not table.loc[in_window, "positive"].any()
+    # One threshold over demonstrations and rollouts together: the positive fraction (0.5) holds for
+    # all their frames, not for each dataset; corrections are positive and the window negative on top.
     threshold = round1["advantage_threshold"]
     demonstrations_table = pd.read_parquet(folder / "advantages_demonstrations.parquet")
     assert (demonstrations_table["positive"] == (demonstrations_table["advantage"] > threshold)).all()
-    assert (table["positive"] == ((table["advantage"] > threshold) | table["intervention"])).all()
+    expected = ((table["advantage"] > threshold) & ~in_window) | table["intervention"]
+    assert (table["positive"] == expected).all()
     pooled = pd.concat([demonstrations_table["advantage"], table["advantage"]])
-    assert (pooled > threshold).mean() == pytest.approx(0.3, abs=0.05)
+    assert (pooled > threshold).mean() == pytest.approx(0.5, abs=0.05)
     assert len(round1["commands"]) == 7 and round0["advantage_threshold"] is None
 
     # A round that stopped half-way must be cleared before it runs again.

@@ -259,6 +259,12 @@ def test_plugins_for_every_reward_source_and_control_mode(workdir, dataset_a):
     ]
     assert float(pistar[11]["reward"]) == 1.0  # last frame of a success
     assert float(pistar[12]["reward"]) == 0.0  # every frame of a failure sits at the bottom
+    # Episode 1 starts under human control and hands back: no takeover, so segments are the episodes.
+    segment = wrapped(PluginOptions(reward="pistar", credit="segment"))
+    assert segment._plugins[1].credit == "segment"
+    assert [float(segment[i]["reward"]) for i in (11, 12, 20)] == [
+        float(pistar[i]["reward"]) for i in (11, 12, 20)
+    ]
 
     with pytest.raises(CliError, match="needs --reward-labels"):
         make_plugins(PluginOptions(reward="labels"), config, [dataset])
@@ -266,7 +272,7 @@ def test_plugins_for_every_reward_source_and_control_mode(workdir, dataset_a):
         make_plugins(PluginOptions(reward="labels", reward_labels=["a", "b"]), config, [dataset])
     with pytest.raises(CliError, match="--advantages trains ACTvantage"):
         make_plugins(PluginOptions(advantages=[""]), config, [dataset])
-    for pistar_only in ({"max_length": 40}, {"unknown_outcome": "failure"}):
+    for pistar_only in ({"max_length": 40}, {"unknown_outcome": "failure"}, {"credit": "segment"}):
         with pytest.raises(CliError, match="go with --reward pistar .the reward here is dense"):
             make_plugins(PluginOptions(reward="dense", **pistar_only), config, [dataset])
     modes.unlink()

@@ -39,20 +39,15 @@ def pistar_reward_labels(
     credits each takeover segment with its own outcome (`rewact_tools.takeovers`), as the advantages
     of `precompute_advantage.py --credit segment` are: the value model is then their baseline. The
     takeovers are read from the loaded frames' control modes (the `intervention` column or
-    episode_modes.json).
+    episode_modes.json); a dataset that records none (demonstrations in a mix with rollouts) has no
+    takeovers, so its segments are its episodes.
     """
     extra = (SUCCESS_COLUMN,) if SUCCESS_COLUMN in dataset.meta.features else ()
     frames = all_frames(dataset, extra)
     outcomes = episode_outcomes(dataset, frames)
-    human = None
     if credit == "segment":
         human = human_frame_index(dataset)
-        if human is None:
-            raise ValueError(
-                f"Dataset {dataset.repo_id} at {dataset.root}: credit='segment' reads takeovers from the "
-                "control modes, but it has no intervention column nor episode_modes.json"
-            )
-    frames, outcomes = credited_frames(frames, outcomes, credit, human)
+        frames, outcomes = credited_frames(frames, outcomes, credit, [] if human is None else human)
     returns = pistar_returns(frames, outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as)
     by_index = returns.set_index("index")["value_target"]
     loaded = loaded_frames(dataset)

@@ -79,12 +79,13 @@ def check_appendable(root: Path, features: dict[str, dict], fps: int) -> dict[st
     return json.loads((root / SIDECAR).read_text())
 
 
-def recorded_stall_patience(root: Path | str) -> int:
+def recorded_stall_patience(root: Path | str) -> int | None:
     """The stall patience (`--correct-stall`, steps) the rounds of the rollout dataset at `root` were
     corrected with: the policy's stall before each takeover, hence the default pre-takeover window.
+    None when no round corrected on stalls (no stall precedes its takeovers).
 
-    Raises when the sidecar is missing, or when its rounds corrected on stalls with no or several
-    patiences (a window must then be given in frames)."""
+    Raises when the sidecar is missing or rounds used different patiences (a window must then be
+    given in frames)."""
     path = Path(root) / SIDECAR
     if not path.is_file():
         raise FileNotFoundError(
@@ -92,10 +93,11 @@ def recorded_stall_patience(root: Path | str) -> int:
         )
     rounds = json.loads(path.read_text())["rounds"]
     patiences = sorted({entry["corrections"]["stall_steps"] for entry in rounds} - {None})
-    if len(patiences) != 1:
-        found = "no round corrected on stalls" if not patiences else f"rounds used {patiences}"
-        raise ValueError(f"{path}: one stall patience is needed, but {found}; give the window in frames")
-    return int(patiences[0])
+    if len(patiences) > 1:
+        raise ValueError(
+            f"{path}: rounds were corrected after {patiences} stalled steps; give one window in frames"
+        )
+    return int(patiences[0]) if patiences else None
 
 
 class RolloutDatasetWriter:
