@@ -21,7 +21,6 @@ from rewact_tools.cli import (
     check_local_dataset,
     checkpoint_model_dir,
     make_parser,
-    offline_if_local,
     one_line,
     run_cli,
     select_episodes,
@@ -33,6 +32,7 @@ from rewact_tools.keypoint_config import (
     read_keypoint_config,
     sampled_values,
 )
+from rewact_tools.offline import offline_if_local
 from rewact_tools.plotting import Curve, CurvePanel, PanelSpec, _runs, episode_video_frames
 from rewact_tools.reward_evaluation import episode_report, policy_labels
 from rewact_tools.training import resolve_reward

@@ -1,5 +1,5 @@
 """What every command-line program in `scripts/` shares: argument groups, the one-line error wrapper,
-offline dataset loading, episode selection and checkpoint loading.
+offline dataset loading (`rewact_tools.offline`), episode selection and checkpoint loading.
 
 Scripts stay thin: they declare their flags with the helpers here, call library functions, and run
 inside `run_cli`, which turns the expected kinds of bad input into `error: <message>` on stderr and
@@ -11,16 +11,17 @@ parsing their arguments, so `--help` and usage errors do not wait for them.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
+
+from rewact_tools.offline import offline_if_local
 
 if TYPE_CHECKING:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
@@ -116,44 +117,6 @@ def make_parser(doc: str | None) -> ArgumentParser:
         epilog="Errors print one line; set REWACT_TRACEBACK=1 for the full traceback.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-
-
-_OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-
-
-@contextlib.contextmanager
-def offline_if_local(root: Path | None) -> Iterator[None]:
-    """Forbid Hugging Face Hub access inside the block when the dataset is local (`root` given).
-
-    Scoped rather than process-wide, so that a training run on a local dataset can still push its
-    policy at the end when asked to. `huggingface_hub` and `datasets` read their flags at import
-    time, so their module constants are switched as well as the environment.
-    """
-    if root is None:
-        yield
-        return
-    import datasets.config
-    import huggingface_hub.constants
-
-    saved_env = {name: os.environ.get(name) for name in _OFFLINE_VARIABLES}
-    saved = (
-        huggingface_hub.constants.HF_HUB_OFFLINE,
-        datasets.config.HF_HUB_OFFLINE,
-        datasets.config.HF_DATASETS_OFFLINE,
-    )
-    os.environ.update(dict.fromkeys(_OFFLINE_VARIABLES, "1"))
-    huggingface_hub.constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
-    datasets.config.HF_DATASETS_OFFLINE = True
-    try:
-        yield
-    finally:
-        for name, value in saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        huggingface_hub.constants.HF_HUB_OFFLINE = saved[0]
-        datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE = saved[1:]
 
 
 def check_local_dataset(root: str | Path) -> Path:

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from lerobot_policy_actvantage import ACTvantageConfig
 from lerobot_policy_rewact import RewACTConfig
 from rewact_tools.advantage_display import ADVANTAGES_RELATIVE_PATH
-from rewact_tools.cli import UNKNOWN_OUTCOMES, CliError, load_metadata, offline_if_local, select_episodes
+from rewact_tools.cli import UNKNOWN_OUTCOMES, CliError, load_metadata, select_episodes
 from rewact_tools.lerobot_compat import (
     ImageTransforms,
     cycle,
@@ -52,6 +52,7 @@ from rewact_tools.lerobot_compat import (
     save_checkpoint,
     update_last_checkpoint,
 )
+from rewact_tools.offline import offline_if_local
 from rewact_tools.processors import make_pre_post_processors
 from rewact_tools.training_options import PluginOptions, split_list
 

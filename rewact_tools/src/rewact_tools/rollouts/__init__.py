@@ -2,7 +2,7 @@
 
 `collect_rollouts` rolls any LeRobot policy checkpoint out in an env made by `lerobot.envs`' factory
 (`collect.py`), optionally with a RewACT reward model watching (`models.py`) and a scripted
-corrector taking over (`corrections.py`), and writes the episodes with LeRobot's keys plus
+corrector taking over (`corrections.py`, the correctors by env type in `correctors.py`), and writes the episodes with LeRobot's keys plus
 `intervention` (`env.py`), committing them atomically, in rounds, to a new or existing dataset
 (`recorder.py`). `scripts/collect_rollouts.py` is its command line.
 """
@@ -15,12 +15,8 @@ from rewact_tools.rollouts.collect import (
     collect_rollouts,
     dataset_features,
 )
-from rewact_tools.rollouts.corrections import (
-    CORRECTORS,
-    CorrectionSettings,
-    EpisodeCorrections,
-    ProgressStall,
-)
+from rewact_tools.rollouts.corrections import CorrectionSettings, EpisodeCorrections, ProgressStall
+from rewact_tools.rollouts.correctors import CORRECTORS
 from rewact_tools.rollouts.env import EnvSpec, RolloutEnv, make_env_spec
 from rewact_tools.rollouts.models import PolicyRunner, ProgressModel
 from rewact_tools.rollouts.recorder import SIDECAR as ROLLOUTS_SIDECAR

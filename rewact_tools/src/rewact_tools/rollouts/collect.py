@@ -34,12 +34,8 @@ from tqdm.auto import tqdm
 from lerobot_policy_rewact.control_mode import INTERVENTION
 from rewact_tools.dataset_progress import datasets_progress_bars_disabled
 from rewact_tools.outcomes import DEFAULT_SUCCESS_THRESHOLD
-from rewact_tools.rollouts.corrections import (
-    CorrectionSettings,
-    Corrector,
-    EpisodeCorrections,
-    corrector_factory,
-)
+from rewact_tools.rollouts.corrections import CorrectionSettings, Corrector, EpisodeCorrections
+from rewact_tools.rollouts.correctors import corrector_factory
 from rewact_tools.rollouts.env import EnvSpec, RolloutEnv, frame_observation, observation_features
 from rewact_tools.rollouts.models import PolicyRunner, ProgressModel
 from rewact_tools.rollouts.recorder import RolloutDatasetWriter

@@ -8,13 +8,13 @@ drives for `steps` steps, then hands back. Frames it drove are recorded with `in
 its action. When control comes back, the policy's action queue must be emptied (its queued actions
 were planned before the correction), which `policy_reset_due` tells the rollout loop.
 
-Correctors exist per env type (`CORRECTORS`); for PushT it is the built-in dataset's scripted
-expert (`rewact_tools.pusht.corrector`).
+Correctors exist per env type (`rewact_tools.rollouts.correctors`); for PushT it is the built-in
+dataset's scripted expert (`rewact_tools.pusht.corrector`). They import this module, never the
+other way round.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -138,22 +138,3 @@ class EpisodeCorrections:
         self.steps_left = 0
         self.stall.restart()
         self.policy_reset_due = True
-
-
-def _pusht_corrector(env: Any, seed: int) -> Corrector:
-    from rewact_tools.pusht.corrector import PushTCorrector  # needs gym-pusht: only when asked for
-
-    return PushTCorrector(env, seed)
-
-
-CORRECTORS: dict[str, Callable[[Any, int], Corrector]] = {"pusht": _pusht_corrector}
-"""Scripted correctors by LeRobot env type: called with the env's simulator and the episode seed."""
-
-
-def corrector_factory(env_type: str) -> Callable[[Any, int], Corrector]:
-    if env_type not in CORRECTORS:
-        raise ValueError(
-            f"simulated corrections need a scripted corrector for the env; env type {env_type!r} has "
-            f"none (available: {sorted(CORRECTORS)})"
-        )
-    return CORRECTORS[env_type]

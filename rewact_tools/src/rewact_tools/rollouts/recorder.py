@@ -36,8 +36,8 @@ from typing import Any
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from rewact_tools.atomic import replace_directory, write_json
-from rewact_tools.cli import offline_if_local
 from rewact_tools.lerobot_compat import DEFAULT_FEATURES, open_dataset_for_append
+from rewact_tools.offline import offline_if_local
 
 SIDECAR = Path("rewact_extensions/rollouts.json")
 GENERATOR = "rewact_tools.rollouts (scripts/collect_rollouts.py)"
