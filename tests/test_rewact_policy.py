@@ -244,6 +244,10 @@ def test_intervention_false_masks_actions_like_autonomous_control(env_state_data
     with pytest.raises(ValueError, match=r"sample 0 is marked both human-controlled and autonomous"):
         policy.action_mask(batch)
     del batch["control_mode_autonomous"]
+    # A filled `intervention` (a mix's frames without the column) says nothing: not masked.
+    batch["intervention_is_pad"] = torch.tensor([False, True, False, False])
+    assert policy.action_mask(batch)[:, 0].tolist() == [True, True, True, False]
+    del batch["intervention_is_pad"]
     batch["intervention"] = torch.tensor([0.5, 0.0, 1.0, 0.0])
     with pytest.raises(ValueError, match=r"batch\['intervention'\] must hold booleans or 0/1, got 0.5"):
         policy.action_mask(batch)

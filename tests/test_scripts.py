@@ -218,6 +218,57 @@ def test_plugins_put_their_keys_into_the_training_batch(dataset_a, dataset_b):
     assert batch["episode_outcome_mask"].tolist() == [False, True]
 
 
+def test_a_mix_keeps_the_rollouts_intervention_column(workdir, dataset_a):
+    """Demonstrations (no `intervention`) plus rollouts (with it): robocandywrapper alone drops the
+    column; train.py's plugins keep it, filled False with `intervention_is_pad` on the
+    demonstrations, so RewACT learns actions from demonstrations and corrections, not from the
+    policy's own frames."""
+    from lerobot_policy_rewact import RewACTConfig, RewACTPolicy
+    from lerobot_policy_rewact.control_mode import control_flags
+
+    rollout_root = workdir / "a_rollouts"
+    make_local_dataset(
+        rollout_root,
+        repo_id="local/a_rollouts",
+        episode_lengths=(6, 5),
+        with_next_fields=True,
+        intervention=lambda episode, frame: frame >= 3,
+    )
+    datasets = [
+        LeRobotDataset("local/a", root=dataset_a),
+        LeRobotDataset("local/a_rollouts", root=rollout_root),
+    ]
+    assert "intervention" not in WrappedRobotDataset(datasets)[len(datasets[0])]
+    config = RewACTConfig(pretrained_backbone_weights=None, device="cpu", chunk_size=2, n_action_steps=2)
+    plugins = make_plugins(PluginOptions(reward="dense"), config, datasets)
+    assert type(plugins[0]).__name__ == "MixedInterventionPlugin"
+    wrapped = WrappedRobotDataset(datasets, plugins=plugins)
+    demonstrations = len(datasets[0])
+    rows = [
+        0,
+        demonstrations + 2,
+        demonstrations + 3,
+        demonstrations + 6,
+    ]  # a demo, policy, corrector, policy
+    items = [wrapped[row] for row in rows]
+    assert [bool(item["intervention"]) for item in items] == [False, False, True, False]
+    assert [bool(item["intervention_is_pad"]) for item in items] == [True, False, False, False]
+
+    from rewact_tools.lerobot_compat import dataset_to_policy_features
+
+    features = dataset_to_policy_features(wrapped.meta.features)
+    config.input_features = {k: f for k, f in features.items() if k != "action"}
+    config.output_features = {"action": features["action"]}
+    preprocessor, _ = make_pre_post_processors(config, dataset_stats=wrapped.meta.stats)
+    batch = preprocessor(torch.utils.data.default_collate(items))
+    human, autonomous = control_flags(batch, len(rows))
+    assert human.tolist() == [False, False, True, False] and autonomous.tolist() == [False, True, False, True]
+    policy = RewACTPolicy(config)
+    assert policy.action_mask(batch)[:, 0].tolist() == [True, False, True, False]
+    # Without another dataset nothing is filled, and nothing needs the plugin.
+    assert make_plugins(PluginOptions(), RewACTConfig(pretrained_backbone_weights=None), datasets[1:]) == []
+
+
 def test_plugins_for_every_reward_source_and_control_mode(workdir, dataset_a):
     from lerobot_policy_rewact import RewACTConfig
 

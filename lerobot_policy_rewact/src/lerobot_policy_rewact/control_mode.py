@@ -17,8 +17,11 @@ from torch import Tensor
 CONTROL_MODE_HUMAN = "control_mode_human"
 CONTROL_MODE_AUTONOMOUS = "control_mode_autonomous"
 INTERVENTION = "intervention"
+# True where `intervention` is only a fill: a frame of a dataset that does not record it, in a mix
+# with one that does (LeRobot's `_is_pad` convention). Such frames are unlabelled, not autonomous.
+INTERVENTION_PAD = f"{INTERVENTION}_is_pad"
 # Every batch key `control_flags` reads; processors must carry them through to the policy.
-CONTROL_KEYS = (CONTROL_MODE_AUTONOMOUS, CONTROL_MODE_HUMAN, INTERVENTION)
+CONTROL_KEYS = (CONTROL_MODE_AUTONOMOUS, CONTROL_MODE_HUMAN, INTERVENTION, INTERVENTION_PAD)
 
 
 def _flag(batch: dict[str, Any], key: str, batch_size: int) -> Tensor | None:
@@ -50,14 +53,18 @@ def control_flags(batch: dict[str, Any], batch_size: int) -> tuple[Tensor | None
     """`(human, autonomous)`: [B] bool flags, each None when the batch says nothing about it.
 
     A frame is human when `control_mode_human` or `intervention` is true, autonomous when
-    `control_mode_autonomous` is true or `intervention` is false. Frames neither flag covers are
+    `control_mode_autonomous` is true or `intervention` is false; `intervention_is_pad` marks frames
+    whose `intervention` is a fill, which it says nothing about. Frames no flag covers are
     unlabelled. A frame flagged both ways is a contradiction between the sources and raises.
     """
     intervention = _flag(batch, INTERVENTION, batch_size)
-    human = _either(_flag(batch, CONTROL_MODE_HUMAN, batch_size), intervention)
-    autonomous = _either(
-        _flag(batch, CONTROL_MODE_AUTONOMOUS, batch_size), None if intervention is None else ~intervention
-    )
+    from_intervention = (None, None)
+    if intervention is not None:
+        padded = _flag(batch, INTERVENTION_PAD, batch_size)
+        recorded = torch.ones_like(intervention) if padded is None else ~padded.to(intervention.device)
+        from_intervention = (intervention & recorded, ~intervention & recorded)
+    human = _either(_flag(batch, CONTROL_MODE_HUMAN, batch_size), from_intervention[0])
+    autonomous = _either(_flag(batch, CONTROL_MODE_AUTONOMOUS, batch_size), from_intervention[1])
     if human is not None and autonomous is not None:
         both = human & autonomous.to(human.device)
         if both.any():

@@ -187,3 +187,9 @@ def human_frame_index(dataset: LeRobotDataset) -> np.ndarray | None:
         return None
     index, mode = frame_control_modes(dataset)
     return index[mode == "human"]
+
+
+def needs_intervention_fill(datasets: list[LeRobotDataset]) -> bool:
+    """Whether some, but not all, of `datasets` record `intervention` (the wrapper would drop it)."""
+    recorded = [INTERVENTION in dataset.meta.features for dataset in datasets]
+    return any(recorded) and not all(recorded)

@@ -39,6 +39,7 @@ from lerobot_policy_actvantage import ACTvantageConfig
 from lerobot_policy_rewact import RewACTConfig
 from rewact_tools.advantage_display import ADVANTAGES_RELATIVE_PATH
 from rewact_tools.cli import UNKNOWN_OUTCOMES, CliError, load_metadata, select_episodes
+from rewact_tools.control_modes import needs_intervention_fill
 from rewact_tools.lerobot_compat import (
     ImageTransforms,
     cycle,
@@ -151,7 +152,14 @@ def make_plugins(
         raise CliError(
             "ACTvantage on several datasets needs --advantages PATH,PATH,... (one parquet per dataset)"
         )
-    if not (options.outcomes or options.control_mode or options.advantages or reward not in (None, "policy")):
+    fill_intervention = needs_intervention_fill(datasets)
+    if not (
+        options.outcomes
+        or options.control_mode
+        or options.advantages
+        or reward not in (None, "policy")
+        or fill_intervention
+    ):
         return []
     _require_robocandywrapper()
     from rewact_tools.candywrapper import EpisodeOutcomePlugin
@@ -159,6 +167,7 @@ def make_plugins(
         ControlModePlugin,
         DenseRewardPlugin,
         LabelledRewardPlugin,
+        MixedInterventionPlugin,
         PiStar0_6CumulativeRewardPlugin,
     )
 
@@ -167,7 +176,8 @@ def make_plugins(
         if isinstance(config, RewACTConfig)
         else {}
     )
-    plugins: list[DatasetPlugin] = []
+    # A mix keeps `intervention` where only some datasets record it (the wrapper would drop it).
+    plugins: list[DatasetPlugin] = [MixedInterventionPlugin()] if fill_intervention else []
     if options.outcomes or reward == "pistar":
         plugins.append(EpisodeOutcomePlugin())
     if reward == "dense":

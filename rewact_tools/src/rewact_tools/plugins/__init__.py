@@ -10,6 +10,7 @@ from rewact_tools.plugins.control_mode import ControlModePlugin
 from rewact_tools.plugins.dense_reward import DenseRewardPlugin, dense_reward_labels
 from rewact_tools.plugins.frames import FrameLabels, FrameLabelsInstance
 from rewact_tools.plugins.labelled_reward import LabelledRewardPlugin
+from rewact_tools.plugins.mixed_intervention import MixedInterventionPlugin
 from rewact_tools.plugins.pistar import PiStar0_6AdvantagePlugin, PiStar0_6CumulativeRewardPlugin
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "FrameLabels",
     "FrameLabelsInstance",
     "LabelledRewardPlugin",
+    "MixedInterventionPlugin",
     "PiStar0_6AdvantagePlugin",
     "PiStar0_6CumulativeRewardPlugin",
     "dense_reward_labels",
