@@ -19,22 +19,18 @@ from pathlib import Path
 
 from rewact_tools.atomic import write_json
 from rewact_tools.cli import (
-    add_dataset_arguments,
-    add_episode_arguments,
+    add_episodes_of_dataset_arguments,
     add_policy_arguments,
-    load_dataset,
-    load_metadata,
-    load_reward_model,
     make_parser,
+    reward_model_values,
     run_cli,
-    select_episodes,
+    selected_episodes,
 )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = make_parser(__doc__)
-    add_dataset_arguments(parser)
-    add_episode_arguments(parser, "evaluate")
+    add_episodes_of_dataset_arguments(parser, "evaluate")
     add_policy_arguments(parser)
     parser.add_argument(
         "--output", type=Path, default=Path("outputs/reward_model_metrics.json"), help="JSON file to write"
@@ -63,14 +59,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         policy_labels,
         with_labels,
     )
-    from rewact_tools.values import compute_values
 
-    meta = load_metadata(args.dataset_repo_id, args.dataset_root)
-    episodes = select_episodes(meta, args.episode_id)
-    policy, preprocessor = load_reward_model(args.policy_path, args.device)
-    dataset = load_dataset(args.dataset_repo_id, args.dataset_root, episodes, meta=meta)
+    meta, episodes = selected_episodes(args)
+    policy, dataset, values = reward_model_values(args, meta, episodes)
     outcomes, outcome_source = episode_outcomes(dataset, episodes, args.require_outcomes)
-    values = compute_values(policy, dataset, args.batch_size, device=args.device, preprocessor=preprocessor)
     labels = policy_labels(meta, policy.config)
     config = policy.config
     threshold = (

@@ -17,27 +17,24 @@ from pathlib import Path
 
 from rewact_tools.advantage_display import ADVANTAGES_RELATIVE_PATH
 from rewact_tools.cli import (
-    add_dataset_arguments,
-    add_episode_arguments,
+    add_episodes_of_dataset_arguments,
+    add_media_arguments,
     load_dataset,
-    load_metadata,
     make_parser,
     run_cli,
-    select_episodes,
+    selected_episodes,
 )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = make_parser(__doc__)
-    add_dataset_arguments(parser)
-    add_episode_arguments(parser, "show")
+    add_episodes_of_dataset_arguments(parser, "show")
     parser.add_argument(
         "--advantages",
         type=Path,
         help=f"advantages parquet (default: <dataset root>/{ADVANTAGES_RELATIVE_PATH})",
     )
-    parser.add_argument("--output-dir", type=Path, default=Path("outputs/advantages"), help="where files go")
-    parser.add_argument("--no-video", action="store_true", help="write the PNG plots only")
+    add_media_arguments(parser, "outputs/advantages", "PNG plots")
     return parser.parse_args(argv)
 
 
@@ -52,8 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rewact_tools.labels import episode_lengths_from_meta
     from rewact_tools.plotting import Curve, PanelSpec
 
-    meta = load_metadata(args.dataset_repo_id, args.dataset_root)
-    episodes = select_episodes(meta, args.episode_id)
+    meta, episodes = selected_episodes(args)
     path = args.advantages if args.advantages is not None else Path(meta.root) / ADVANTAGES_RELATIVE_PATH
     table = read_advantages(path)
     check_matches_dataset(table, episode_lengths_from_meta(meta)[0], path)

@@ -12,29 +12,23 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 from rewact_tools.cli import (
-    add_dataset_arguments,
-    add_episode_arguments,
+    add_episodes_of_dataset_arguments,
     add_label_arguments,
+    add_media_arguments,
     load_dataset,
-    load_metadata,
     make_parser,
     run_cli,
-    select_episodes,
+    selected_episodes,
 )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = make_parser(__doc__)
-    add_dataset_arguments(parser)
-    add_episode_arguments(parser, "show")
+    add_episodes_of_dataset_arguments(parser, "show")
     add_label_arguments(parser)
-    parser.add_argument(
-        "--output-dir", type=Path, default=Path("outputs/reward_labels"), help="where files go"
-    )
-    parser.add_argument("--no-video", action="store_true", help="write the PNG plots only")
+    add_media_arguments(parser, "outputs/reward_labels", "PNG plots")
     return parser.parse_args(argv)
 
 
@@ -52,8 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from rewact_tools.plotting import Curve, PanelSpec
 
-    meta = load_metadata(args.dataset_repo_id, args.dataset_root)
-    episodes = select_episodes(meta, args.episode_id)
+    meta, episodes = selected_episodes(args)
     lengths, _ = episode_lengths_from_meta(meta)
     labels = dense_reward_table(
         meta.root, lengths, meta.fps, args.value_min, args.value_max, args.progress_start, args.progress_end

@@ -15,31 +15,24 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 from rewact_tools.atomic import write_json
 from rewact_tools.cli import (
-    add_dataset_arguments,
-    add_episode_arguments,
+    add_episodes_of_dataset_arguments,
+    add_media_arguments,
     add_policy_arguments,
-    load_dataset,
-    load_metadata,
-    load_reward_model,
     make_parser,
+    reward_model_values,
     run_cli,
-    select_episodes,
+    selected_episodes,
 )
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = make_parser(__doc__)
-    add_dataset_arguments(parser)
-    add_episode_arguments(parser, "show")
+    add_episodes_of_dataset_arguments(parser, "show")
     add_policy_arguments(parser)
-    parser.add_argument(
-        "--output-dir", type=Path, default=Path("outputs/reward_predictions"), help="where files go"
-    )
-    parser.add_argument("--no-video", action="store_true", help="write the plots and metrics only")
+    add_media_arguments(parser, "outputs/reward_predictions", "plots and metrics")
     return parser.parse_args(argv)
 
 
@@ -51,13 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rewact_tools.episode_media import write_episode_media
     from rewact_tools.plotting import Curve, PanelSpec
     from rewact_tools.reward_evaluation import episode_report, policy_labels
-    from rewact_tools.values import compute_values
 
-    meta = load_metadata(args.dataset_repo_id, args.dataset_root)
-    episodes = select_episodes(meta, args.episode_id)
-    policy, preprocessor = load_reward_model(args.policy_path, args.device)
-    dataset = load_dataset(args.dataset_repo_id, args.dataset_root, episodes, meta=meta)
-    values = compute_values(policy, dataset, args.batch_size, device=args.device, preprocessor=preprocessor)
+    meta, episodes = selected_episodes(args)
+    policy, dataset, values = reward_model_values(args, meta, episodes)
     labels = policy_labels(meta, policy.config)
     config = policy.config
     for episode in tqdm(episodes, desc="episodes", unit="episode"):

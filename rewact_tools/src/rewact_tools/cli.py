@@ -150,6 +150,18 @@ def add_outcomes_argument(container: argparse._ActionsContainer) -> None:
     )
 
 
+def add_episodes_of_dataset_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """The dataset and which of its episodes to `what` (`selected_episodes` reads them)."""
+    add_dataset_arguments(parser)
+    add_episode_arguments(parser, what)
+
+
+def add_media_arguments(parser: argparse.ArgumentParser, output_dir: str, without_video: str) -> None:
+    """`--output-dir` (default `output_dir`) and `--no-video` (then only `without_video` are written)."""
+    parser.add_argument("--output-dir", type=Path, default=Path(output_dir), help="where files go")
+    parser.add_argument("--no-video", action="store_true", help=f"write the {without_video} only")
+
+
 def add_episode_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--episode-id",
@@ -240,6 +252,26 @@ def select_episodes(meta: LeRobotDatasetMetadata, requested: Sequence[int] | Non
             f"({available[0]}..{available[-1]})"
         )
     return list(dict.fromkeys(requested))
+
+
+def selected_episodes(args: argparse.Namespace) -> tuple[LeRobotDatasetMetadata, list[int]]:
+    """The metadata of the dataset the arguments name and the episodes they select
+    (`add_episodes_of_dataset_arguments`)."""
+    meta = load_metadata(args.dataset_repo_id, args.dataset_root)
+    return meta, select_episodes(meta, args.episode_id)
+
+
+def reward_model_values(
+    args: argparse.Namespace, meta: LeRobotDatasetMetadata, episodes: Sequence[int]
+) -> tuple[PreTrainedPolicy, LeRobotDataset, Any]:
+    """The reward model at `--policy-path`, the selected episodes as a dataset, and the model's value
+    of each of their frames (`compute_values`' table), batched as `add_policy_arguments` says."""
+    from rewact_tools.values import compute_values
+
+    policy, preprocessor = load_reward_model(args.policy_path, args.device)
+    dataset = load_dataset(args.dataset_repo_id, args.dataset_root, episodes, meta=meta)
+    values = compute_values(policy, dataset, args.batch_size, device=args.device, preprocessor=preprocessor)
+    return policy, dataset, values
 
 
 def load_dataset(
