@@ -245,7 +245,10 @@ def build_arm(args, name: str, seed: int, dataset, settings: dict) -> tuple:
 def run_arm(args, name: str, seed: int, dataset, frames, data: dict, directory: Path) -> dict[str, dict]:
     """Train arm `name` with training seed `seed`, evaluating at every checkpoint; returns results per
     evaluated variant (`actvantage_beta1.5`, ...): its learning curve and final evaluation."""
-    policy, preprocessor, postprocessor = build_arm(args, name, seed, dataset, policy_settings(args, dataset))
+    settings = policy_settings(args, dataset)
+    if name.startswith("actvantage"):
+        settings["negative_weight"] = args.negative_weight
+    policy, preprocessor, postprocessor = build_arm(args, name, seed, dataset, settings)
     rows = data.get(f"{name}_rows", torch.arange(len(frames)))
     extras, weighter = {}, None
     if name in data["advantages"]:
@@ -538,6 +541,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--positive-fraction", type=float, default=0.3)
     parser.add_argument(
+        "--negative-weight",
+        type=float,
+        default=1.0,
+        help="ACTvantage's loss weight of negative frames (its negative_weight; default 1, uniform)",
+    )
+    parser.add_argument(
         "--betas", default="1,1.5,2", help="ACTvantage guidance scales (the first on the curve)"
     )
     parser.add_argument(
@@ -639,6 +648,7 @@ def main() -> None:
         results["advantage"] = {
             "n_steps": args.n_steps or "monte_carlo",
             "positive_fraction": args.positive_fraction,
+            "negative_weight": args.negative_weight,
             "positive_fraction_by_setting": {
                 name: {setting: row["all"] for setting, row in fractions.items()}
                 for name, fractions in by_phase.items()

@@ -167,10 +167,13 @@ def test_actvantage_vs_act_quick(tmp_path):
             str(seed),
             "--workers",
             str(2 - seed),
+            "--negative-weight",
+            "0.5",
             "--output",
             str(output),
         )
     results = json.loads(outputs[0].read_text())
+    assert results["advantage"]["negative_weight"] == 0.5
     assert results["complete"] and results["seeds"] == [0] and results["threads"] == 1
     assert results["workers"] == 2 and json.loads(outputs[1].read_text())["workers"] == 1
     # In --arms order, whichever job finished first.
@@ -259,7 +262,11 @@ def test_recap_quick(tmp_path):
     corrections) is in its round-1 data; filtered BC trains on successes and corrections only; the
     summary compares each round with filtered BC of that round, of round 0, and with the last round."""
     output = tmp_path / "recap.json"
-    run_benchmark("bench_recap.py", "--data-dir", str(tmp_path / "data"), "--output", str(output))
+    run_benchmark(
+        "bench_recap.py",
+        *("--data-dir", str(tmp_path / "data"), "--output", str(output)),
+        *("--negative-weight", "0.5", "--negative-weight-by", "loss"),
+    )
     results = json.loads(output.read_text())
     arms = [
         "act_all",
@@ -302,8 +309,11 @@ def test_recap_quick(tmp_path):
         "value_bins": 10,
         "injection": "encoder_token",
         "negative_weight": 1.0,
+        "negative_weight_by": "sampling",
     }
-    assert actvantage["recipe"]["n_steps"] is None and results["actvantage_recipe"] == actvantage["recipe"]
+    recipe = actvantage["recipe"]
+    assert recipe["n_steps"] is None and results["actvantage_recipe"] == recipe
+    assert (recipe["negative_weight"], recipe["negative_weight_by"]) == (0.5, "loss")
     filtered, everything = results["per_seed"]["0"]["filtered_bc"], results["per_seed"]["0"]["act_all"]
     assert 0 < filtered[1]["train_frames"] < everything[1]["train_frames"] == everything[1]["frames"]
     summary = results["summary"]
