@@ -164,7 +164,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     init_logging()
     checkpoint = train(cfg, options)
-    print(f"done; plugins {dataclasses.asdict(options)}; last checkpoint {checkpoint}")
+    from accelerate import PartialState  # the launch train() joined: only its main process reports
+
+    if PartialState().is_main_process:
+        print(f"done; plugins {dataclasses.asdict(options)}; last checkpoint {checkpoint}")
     return 0
 
 

@@ -15,8 +15,10 @@ Several datasets are given as comma-separated lists: `--dataset.repo_id=a,b --da
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +40,7 @@ from tqdm import tqdm
 from lerobot_policy_actvantage import ACTvantageConfig
 from lerobot_policy_rewact import RewACTConfig
 from rewact_tools.advantage_display import ADVANTAGES_RELATIVE_PATH
+from rewact_tools.atomic import replace_directory
 from rewact_tools.cli import UNKNOWN_OUTCOMES, CliError, load_metadata, select_episodes
 from rewact_tools.control_modes import needs_intervention_fill
 from rewact_tools.lerobot_compat import (
@@ -349,6 +352,40 @@ def _push(
         ) from error
 
 
+def log_metrics(tracker: MetricsTracker, output: dict, is_main: bool) -> None:
+    """One metrics line from the main process, then a new averaging window.
+
+    LeRobot 0.6's tracker aggregates the policy's outputs itself and averages them over the
+    processes (a collective every process must join); 0.4's does neither, so the outputs of this
+    step (the main process's) are appended, each key once."""
+    reduce_across_ranks = getattr(tracker, "reduce_across_ranks", None)
+    if reduce_across_ranks is not None:
+        reduce_across_ranks()
+    if is_main:
+        details = " ".join(
+            f"{key}:{value:.3f}"
+            for key, value in output.items()
+            if isinstance(value, float) and key not in tracker.metrics
+        )
+        logging.info(f"{tracker} {details}".rstrip())
+    tracker.reset_averages()
+
+
+def save_checkpoint_atomically(
+    checkpoint_dir: Path, save: Callable[[Path], None], options: PluginOptions
+) -> None:
+    """`save` a checkpoint (with the plugin options) into a hidden sibling folder, then rename it to
+    `checkpoint_dir` and point `last` at it: a crash mid-save never leaves a half-written checkpoint
+    where `--resume` or `from_pretrained` would look."""
+    staging = checkpoint_dir.parent / f".{checkpoint_dir.name}.saving"
+    if staging.exists():
+        shutil.rmtree(staging)
+    save(staging)
+    options.save(staging / "pretrained_model")
+    replace_directory(staging, checkpoint_dir, checkpoint_dir.parent / f".{checkpoint_dir.name}.previous")
+    update_last_checkpoint(checkpoint_dir)
+
+
 def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path | None:
     """Run training (`cfg` already validated); returns the last checkpoint folder (None when
     `--save_checkpoint=false`)."""
@@ -366,18 +403,24 @@ def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path | None:
     if cfg.resume:
         step, optimizer, lr_scheduler = load_training_state(cfg.checkpoint_path, optimizer, lr_scheduler)
 
+    # Under a multi-process launch (torchrun, accelerate launch) every process trains on its share
+    # of each batch; only the main one logs, evaluates, saves and pushes.
+    is_main = accelerator.is_main_process
     env = None
-    if eval_frequency(cfg) > 0 and cfg.env is not None:
+    if is_main and eval_frequency(cfg) > 0 and cfg.env is not None:
         from lerobot.envs.factory import make_env
 
         env = make_env(cfg.env, n_envs=cfg.eval.batch_size, use_async_envs=cfg.eval.use_async_envs)
 
     num_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
-    logging.info(
-        f"Training {cfg.policy.type} on {[d.repo_id for d in datasets]} ({dataset.num_frames} frames, "
-        f"{dataset.num_episodes} episodes) with plugins {[type(p).__name__ for p in plugins]}; "
-        f"{format_big_number(num_params)} parameters; output {cfg.output_dir}"
-    )
+    if is_main:
+        logging.info(
+            f"Training {cfg.policy.type} on {[d.repo_id for d in datasets]} ({dataset.num_frames} frames, "
+            f"{dataset.num_episodes} episodes) with plugins {[type(p).__name__ for p in plugins]}; "
+            f"{format_big_number(num_params)} parameters; output {cfg.output_dir}; "
+            f"{accelerator.num_processes} process(es), effective batch size "
+            f"{cfg.batch_size} x {accelerator.num_processes}"
+        )
     dataloader = torch.utils.data.DataLoader(
         dataset,
         num_workers=cfg.num_workers,
@@ -407,7 +450,15 @@ def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path | None:
         accelerator=accelerator,
     )
     checkpoint_dir = None
-    for _ in tqdm(range(step, cfg.steps), desc="Training", unit="step", initial=step, total=cfg.steps):
+    progress = tqdm(
+        range(step, cfg.steps),
+        desc="Training",
+        unit="step",
+        initial=step,
+        total=cfg.steps,
+        disable=not is_main,
+    )
+    for _ in progress:
         start = time.perf_counter()
         batch = preprocessor(next(batches))
         tracker.dataloading_s = time.perf_counter() - start
@@ -423,26 +474,26 @@ def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path | None:
         step += 1
         tracker.step()
         if cfg.log_freq > 0 and step % cfg.log_freq == 0:
-            details = " ".join(
-                f"{key}:{value:.3f}" for key, value in output.items() if isinstance(value, float)
-            )
-            logging.info(f"{tracker} {details}")
-            tracker.reset_averages()
+            log_metrics(tracker, output, is_main)
         if cfg.save_checkpoint and (step % cfg.save_freq == 0 or step == cfg.steps):
             checkpoint_dir = get_step_checkpoint_dir(cfg.output_dir, cfg.steps, step)
-            save_checkpoint(
-                checkpoint_dir,
-                step,
-                cfg,
-                accelerator.unwrap_model(policy),
-                optimizer,
-                lr_scheduler,
-                preprocessor,
-                postprocessor,
-            )
-            options.save(checkpoint_dir / "pretrained_model")
-            update_last_checkpoint(checkpoint_dir)
-            logging.info(f"Saved checkpoint {checkpoint_dir}")
+            if is_main:
+                save_checkpoint_atomically(
+                    checkpoint_dir,
+                    lambda folder, step=step: save_checkpoint(
+                        folder,
+                        step,
+                        cfg,
+                        accelerator.unwrap_model(policy),
+                        optimizer,
+                        lr_scheduler,
+                        preprocessor,
+                        postprocessor,
+                    ),
+                    options,
+                )
+                logging.info(f"Saved checkpoint {checkpoint_dir}")
+            accelerator.wait_for_everyone()
         if env is not None and step % eval_frequency(cfg) == 0:
             overall = _evaluate(
                 cfg, accelerator.unwrap_model(policy), (preprocessor, postprocessor), env, step
@@ -455,7 +506,7 @@ def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path | None:
         from lerobot.envs.utils import close_envs
 
         close_envs(env)
-    if cfg.policy.push_to_hub:
+    if is_main and cfg.policy.push_to_hub:
         _push(cfg, accelerator.unwrap_model(policy), preprocessor, postprocessor, checkpoint_dir)
     accelerator.end_training()
     return checkpoint_dir

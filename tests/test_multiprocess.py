@@ -1,0 +1,88 @@
+"""scripts/train.py under a two-process CPU launch (torchrun, gloo), as `accelerate launch` runs it on
+N GPUs: every process trains, the main one alone logs, saves and reports."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+from safetensors import safe_open
+
+from lerobot_policy_rewact import RewACTPolicy
+from rewact_tools.processors import make_pre_post_processors
+
+from local_datasets import make_local_dataset
+from subprocess_helpers import REPO, SMOKE_TRAIN_FLAGS, SUBPROCESS_ENV, TINY_POLICY_FLAGS
+
+
+def launch(processes: int, script: str, *args: str) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node N scripts/<script> ARGS` (a free port, gloo on CPU)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    return subprocess.run(
+        [*command, str(REPO / "scripts" / script), *args],
+        cwd=REPO,
+        env=SUBPROCESS_ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("multiprocess") / "a"
+    make_local_dataset(root, repo_id="local/a", episode_lengths=(12, 16, 10), with_next_fields=True)
+    return root
+
+
+def test_train_with_plugins_under_two_processes_logs_and_saves_once(dataset, tmp_path):
+    output = tmp_path / "out"
+    run = launch(
+        2,
+        "train.py",
+        "--dataset.repo_id=local/a",
+        f"--dataset.root={dataset}",
+        "--policy.type=rewact",
+        "--reward",
+        "pistar",
+        f"--output_dir={output}",
+        "--job_name=ddp",
+        "--save_freq=2",
+        "--steps=4",
+        *TINY_POLICY_FLAGS,
+        *SMOKE_TRAIN_FLAGS,
+    )
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-5000:]
+    assert "Traceback" not in log
+    assert log.count("effective batch size 4 x 2") == 1
+    assert log.count("Saved checkpoint") == 2 and log.count("done; plugins") == 1
+    metrics = [line for line in log.splitlines() if re.search(r"\bstep:\d+ smpl:", line)]
+    assert [re.search(r"step:(\d+)", line).group(1) for line in metrics] == ["1", "2", "3", "4"]
+    for line in metrics:  # one value per key: no rank's line, no key twice
+        keys = re.findall(r"(\w+):", line.split("epch:")[1])
+        assert len(keys) == len(set(keys)) and "l1_loss" in keys and "value_loss" in keys, line
+        assert "smpl:8 " in line or "smpl:16 " in line or "smpl:24 " in line or "smpl:32 " in line
+
+    checkpoints = output / "checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["000002", "000004", "last"]
+    model = checkpoints / "last" / "pretrained_model"
+    policy = RewACTPolicy.from_pretrained(model)
+    # The saved weights are the bare policy's (no DDP wrapper prefix): they fill a fresh one-process
+    # policy exactly, which then predicts what the loaded one does.
+    fresh = RewACTPolicy(policy.config)
+    with safe_open(model / "model.safetensors", "pt") as saved:
+        assert set(saved.keys()) == set(fresh.state_dict())
+    fresh.load_state_dict(policy.state_dict(), strict=True)
+    preprocessor, _ = make_pre_post_processors(policy.config, pretrained_path=model)
+    frames = LeRobotDataset("local/a", root=dataset)
+    batch = preprocessor(torch.utils.data.default_collate([frames[0], frames[20]]))
+    observation = {key: value for key, value in batch.items() if key.startswith("observation.")}
+    values = policy.eval().predict_value(observation)
+    torch.testing.assert_close(fresh.eval().predict_value(observation), values)
+    assert values.shape == (2,) and bool(((values >= 0) & (values <= 1)).all())
