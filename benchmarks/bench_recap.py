@@ -31,6 +31,10 @@ Arms (ACT settings as bench_actvantage_vs_act: the fast small ACT, batch 256, co
                 --guided-beta
   actvantage_pistar  the control: ACTvantage with pi*0.6's recipe (30 % positive, N-step with N =
                 1 s, outcomes per episode, one threshold per task)
+  actvantage_outcome  ACTvantage labelled by outcome instead of advantage: the frames filtered BC
+                trains on positive, every other frame negative, no value model (the command line's
+                --negative-weight and --injection); it tells whether the advantages or the
+                conditioning cost ACTvantage against filtered BC
 The value model is RewACT on pi*0.6 targets (success: rises to 1, failure: stays low; per takeover
 segment with --credit segment), trained for --value-steps on this round's data less held-out
 episodes and chosen on validation VOC; its test VOC and AUROC are recorded per round, and so is how
@@ -93,10 +97,11 @@ from common import (  # noqa: E402
 
 KEYS = ("observation.state", "observation.environment_state")
 DEFAULT_MIX = "clean=120,detour=60,giveup=120"
-ARMS = ("act_all", "filtered_bc", "weighted_bc", "rabc", "actvantage", "actvantage_pistar")
+OUTCOME_ARM = "actvantage_outcome"
+ARMS = ("act_all", "filtered_bc", "weighted_bc", "rabc", "actvantage", "actvantage_pistar", OUTCOME_ARM)
 REFERENCE_ARM = "filtered_bc"
-ADVANTAGE_ARMS = ("actvantage", "actvantage_pistar")
-VALUE_ARMS = ("rabc", *ADVANTAGE_ARMS)
+ADVANTAGE_ARMS = ("actvantage", "actvantage_pistar", OUTCOME_ARM)
+VALUE_ARMS = ("rabc", "actvantage", "actvantage_pistar")
 PUSHT_FPS = 10
 
 
@@ -358,6 +363,11 @@ def train_arm(
     info: dict = {"train_frames": len(rows)}
     if arm == "weighted_bc":
         row_weights = experience.sirius_weights()
+    advantages = None
+    if arm == OUTCOME_ARM:  # filtered BC's frames positive, every other frame negative
+        positive = torch.zeros(len(frames), dtype=torch.bool)
+        positive[experience.filtered_rows()] = True
+        advantages = experience.table.assign(positive=positive.numpy())
     if arm in VALUE_ARMS:
         credit = "episode" if recipe is None else recipe.credit
         values, info["value_model"] = value_model_values(
@@ -380,15 +390,16 @@ def train_arm(
                 threshold_by=recipe.threshold_by,
                 value_bins=recipe.value_bins,
             )
-            extras = {
-                "advantage": frames.extra_by_index(
-                    advantages["index"].to_numpy(), advantages["positive"].to_numpy()
-                ).bool()
-            }
-            if recipe.negative_weight_by == "sampling" and recipe.negative_weight != 1.0:
-                row_weights = torch.where(extras["advantage"], 1.0, recipe.negative_weight).double()
-            info["recipe"] = asdict(recipe)
-            info |= positive_fractions(experience, advantages, extras["advantage"])
+    if advantages is not None:
+        extras = {
+            "advantage": frames.extra_by_index(
+                advantages["index"].to_numpy(), advantages["positive"].to_numpy()
+            ).bool()
+        }
+        if recipe.negative_weight_by == "sampling" and recipe.negative_weight != 1.0:
+            row_weights = torch.where(extras["advantage"], 1.0, recipe.negative_weight).double()
+        info["recipe"] = asdict(recipe)
+        info |= positive_fractions(experience, advantages, extras["advantage"])
     settings = TrainSettings(
         steps=args.finetune_steps if finetune else args.steps,
         batch_size=args.batch_size,

@@ -275,6 +275,7 @@ def test_recap_quick(tmp_path):
         *(["rabc"] if HAS_SAMPLE_WEIGHTING else []),
         "actvantage",
         "actvantage_pistar",
+        "actvantage_outcome",
     ]
     assert results["complete"] and list(results["per_seed"]["0"]) == arms and results["threads"] == 1
     for arm, rounds in results["per_seed"]["0"].items():
@@ -291,6 +292,17 @@ def test_recap_quick(tmp_path):
         if arm in ("rabc", "actvantage", "actvantage_pistar"):  # a value model chosen on validation
             value_model = second["value_model"]
             assert value_model["chosen_step"] in (2, 4) and "voc_mean" in value_model["test"]
+    # The outcome arm's positives are exactly filtered BC's frames, with no value model.
+    outcome, filtered_rounds = (
+        results["per_seed"]["0"]["actvantage_outcome"],
+        results["per_seed"]["0"]["filtered_bc"],
+    )
+    for labelled, filtered in zip(outcome, filtered_rounds, strict=True):
+        assert "value_model" not in labelled and labelled["train_frames"] == labelled["frames"]
+        assert labelled["positive_fraction"] == pytest.approx(
+            filtered["train_frames"] / labelled["frames"], abs=1e-4
+        )
+    assert outcome[1]["positive_fraction_by_kind"]["correction"] == 1.0
     # Corrections are forced positive; the record says which frames "positive" asks for.
     actvantage = results["per_seed"]["0"]["actvantage"][1]
     by_kind = actvantage["positive_fraction_by_kind"]
