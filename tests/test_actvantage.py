@@ -653,6 +653,9 @@ def test_lookup_buffers_are_not_saved_and_checkpoints_load_without_the_file(tmp_
     path = write_advantages(tmp_path / "adv.parquet", list(range(10)), np.linspace(-1, 1, 10))
     policy = ACTvantagePolicy(tiny_config(advantage_file=str(path)))
     assert policy.advantage_positive_lookup is not None
+    # Per-frame lookups are kept off the module's buffers, which DDP sends at every step.
+    lookups = {id(policy.advantage_positive_lookup), id(policy.advantage_episode_lookup)}
+    assert not lookups & {id(buffer) for buffer in policy.buffers()}
     policy.save_pretrained(tmp_path / "saved")
     with safe_open(tmp_path / "saved" / "model.safetensors", "pt") as saved:
         assert not [key for key in saved.keys() if "lookup" in key]

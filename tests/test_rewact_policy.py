@@ -105,6 +105,8 @@ def test_checkpoint_loads_on_another_dataset(image_dataset, tmp_path):
     other = make_local_dataset(tmp_path / "other", episode_lengths=(30, 31, 32, 33))
     loaded = RewACTPolicy.from_pretrained(tmp_path / "ckpt", dataset_meta=other.meta)
     assert loaded.target_table.table.numel() == other.num_frames
+    # One entry per dataset frame: kept off the module's buffers, which DDP sends at every step.
+    assert all(buffer is not loaded.target_table.table for buffer in loaded.buffers())
 
 
 def test_config_declares_pretrained_revision(tmp_path, image_dataset):

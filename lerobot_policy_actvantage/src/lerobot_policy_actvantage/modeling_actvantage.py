@@ -89,16 +89,16 @@ class ACTvantagePolicy(VisionEncoderPolicyMixin, PreTrainedPolicy):
         self.reset()
 
     def _register_advantage_lookup(self, config: ACTvantageConfig, building_for_dataset: bool) -> None:
-        """Non-persistent buffers, so checkpoints load on any dataset and without the file."""
+        """Per-frame lookups as plain CPU tensors: outside the state dict, so checkpoints load on any
+        dataset and without the file, and not module buffers, which DDP would broadcast from the main
+        process at every forward (one entry per dataset frame, each step)."""
         table: AdvantageTable | None = None
         if config.advantage_file is not None and (
             building_for_dataset or Path(config.advantage_file).is_file()
         ):
             table = load_advantage_table(config.advantage_file, config.advantage_threshold)
-        self.register_buffer("advantage_positive_lookup", table.positive if table else None, persistent=False)
-        self.register_buffer(
-            "advantage_episode_lookup", table.episode_index if table else None, persistent=False
-        )
+        self.advantage_positive_lookup = table.positive if table else None
+        self.advantage_episode_lookup = table.episode_index if table else None
 
     def reset(self):
         """Call whenever the environment is reset."""
@@ -257,7 +257,7 @@ class ACTvantagePolicy(VisionEncoderPolicyMixin, PreTrainedPolicy):
                 f"Looking advantages up in {self.config.advantage_file} needs batch['index'] (the dataset "
                 f"index); the batch has {sorted(batch)}."
             )
-        index = batch["index"].reshape(-1).long().to(self.advantage_positive_lookup.device)
+        index = batch["index"].reshape(-1).long().cpu()
         lookup = self.advantage_positive_lookup
         labels = lookup[index.clamp(0, lookup.shape[0] - 1)]
         missing = (index < 0) | (index >= lookup.shape[0]) | (labels == MISSING)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from lerobot_policy_rewact.reward_labels import KEYPOINTS_RELATIVE_PATH, dense_reward_table, progress
 
@@ -63,16 +63,21 @@ def build_target_table(dataset_meta: Any, source: str, config: Any) -> Tensor:
     return torch.from_numpy(table)
 
 
-class TargetTable(nn.Module):
-    """Looks value targets up by global frame index (`batch["index"]`)."""
+class TargetTable:
+    """Looks value targets up by global frame index (`batch["index"]`).
+
+    The table has one entry per dataset frame, so it stays a plain CPU tensor, not a module buffer:
+    DDP broadcasts every buffer from the main process at each forward, which would send the whole
+    dataset's targets every step. Checkpoints never held it (it was a non-persistent buffer)."""
 
     def __init__(self, table: Tensor, source: str):
-        super().__init__()
         self.source = source
-        self.register_buffer("table", table, persistent=False)
+        self.table = table.cpu()
 
     def lookup(self, index: Tensor) -> Tensor:
-        index = index.reshape(-1).long().to(self.table.device)
+        """Targets of `index` (any shape), flattened, on `index`'s device."""
+        device = index.device
+        index = index.reshape(-1).long().cpu()
         out_of_range = (index < 0) | (index >= self.table.numel())
         if out_of_range.any():
             raise KeyError(
@@ -83,4 +88,4 @@ class TargetTable(nn.Module):
         targets = self.table[index]
         if torch.isnan(targets).any():
             raise KeyError(f"No {self.source} target for frames {index[torch.isnan(targets)][:5].tolist()}.")
-        return targets
+        return targets.to(device)
