@@ -531,6 +531,17 @@ def test_overhead_quick(tmp_path):
     assert results["train_ratio_rewact_over_act"] > 0 and results["inference_ratio_rewact_over_act"] > 0
 
 
+def test_ddp_buffers_quick(tmp_path):
+    """Two gloo processes train each arm; only the replaced layout broadcasts the table."""
+    output = tmp_path / "ddp.json"
+    run_benchmark("bench_ddp_buffers.py", "--output", str(output))
+    arms = json.loads(output.read_text())["arms"]
+    assert arms["table_10k"]["bytes_broadcast_per_step"] == arms["table_2M"]["bytes_broadcast_per_step"]
+    table_bytes = arms["buffer_2M"]["bytes_broadcast_per_step"] - arms["table_2M"]["bytes_broadcast_per_step"]
+    assert table_bytes == 2_000_000 * 4
+    assert all(arm["median_step_seconds"] > 0 for arm in arms.values())
+
+
 def test_train_policy_rejects_an_unknown_lr_schedule():
     with pytest.raises(ValueError, match="lr_schedule='linear'"):
         common.train_policy(
