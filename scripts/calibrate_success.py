@@ -30,6 +30,7 @@ from rewact_tools.cli import (
     make_parser,
     run_cli,
 )
+from rewact_tools.distributed import is_main_process, join_launch
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -42,6 +43,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    args.device = join_launch(args.device)
     # Imported after parsing, so --help and usage errors do not wait for torch and LeRobot.
     import numpy as np
 
@@ -74,10 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     config_path = checkpoint_model_dir(args.policy_path) / "config.json"
     config = json.loads(config_path.read_text())
-    write_json(config_path, {**config, "success_threshold": threshold})
+    if is_main_process():
+        write_json(config_path, {**config, "success_threshold": threshold})
     print(f"wrote success_threshold={threshold:.4f} into {config_path}")
     return 0
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, multiprocess=True)

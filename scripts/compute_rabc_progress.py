@@ -34,6 +34,7 @@ from rewact_tools.cli import (
     positive_int,
     run_cli,
 )
+from rewact_tools.distributed import is_main_process, join_launch
 from rewact_tools.rabc import DEFAULT_PROGRESS_FILE, HEAD_MODE, check_writable
 
 
@@ -56,18 +57,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    args.device = join_launch(args.device)
     # Imported after parsing, so --help and usage errors do not wait for torch and LeRobot.
     from rewact_tools.rabc import progress_summary, progress_table, write_progress_file
     from rewact_tools.values import compute_values
 
     meta = load_metadata(args.dataset_repo_id, args.dataset_root)
     output = args.output if args.output is not None else Path(meta.root) / DEFAULT_PROGRESS_FILE
-    check_writable(output, args.overwrite)
+    if is_main_process():
+        check_writable(output, args.overwrite)
     policy, preprocessor = load_reward_model(args.policy_path, args.device)
     dataset = load_dataset(args.dataset_repo_id, args.dataset_root, meta=meta)
     values = compute_values(policy, dataset, args.batch_size, device=args.device, preprocessor=preprocessor)
     table = progress_table(values, policy.config.value_min, policy.config.value_max)
-    write_progress_file(table, output, overwrite=args.overwrite)
+    if is_main_process():
+        write_progress_file(table, output, overwrite=args.overwrite)
 
     summary = progress_summary(table, args.chunk_size or policy.config.chunk_size)
     print(json.dumps(summary, indent=2))
@@ -84,4 +88,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, multiprocess=True)

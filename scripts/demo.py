@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from rewact_tools.cli import run_command
+from rewact_tools.distributed import exit_if_launched
 from rewact_tools.lerobot_compat import EVAL_FREQ_FIELD
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: 1)")
     parser.add_argument("--seed", type=int, default=0, help="dataset and training seed (default: 0)")
     args = parser.parse_args()
+    exit_if_launched("demo.py")
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(args.threads)}
     dataset_root = args.output_dir / "pusht"

@@ -26,6 +26,7 @@ from rewact_tools.cli import (
     run_cli,
     selected_episodes,
 )
+from rewact_tools.distributed import is_main_process, join_launch
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -50,6 +51,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    args.device = join_launch(args.device)
     # Imported after parsing, so --help and usage errors do not wait for torch and LeRobot.
     from rewact_tools.metrics import reward_model_metrics
     from rewact_tools.reward_evaluation import (
@@ -80,20 +82,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"reward model {args.policy_path} on {args.dataset_repo_id}, {len(episodes)} episode(s)")
     print(f"episode outcomes: {outcome_source}")
     print(format_metrics(metrics))
-    write_json(
-        args.output,
-        {
-            "dataset": args.dataset_repo_id,
-            "policy": str(args.policy_path),
-            "episodes": episodes,
-            "outcome_source": outcome_source,
-            "metrics": metrics,
-            "per_episode": per_episode,
-        },
-    )
+    if is_main_process():
+        write_json(
+            args.output,
+            {
+                "dataset": args.dataset_repo_id,
+                "policy": str(args.policy_path),
+                "episodes": episodes,
+                "outcome_source": outcome_source,
+                "metrics": metrics,
+                "per_episode": per_episode,
+            },
+        )
     print(f"wrote {args.output}")
     return 0
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, multiprocess=True)

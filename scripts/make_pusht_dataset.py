@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from rewact_tools.distributed import exit_if_launched
 from rewact_tools.pusht.config import GenerationConfig, parse_mix
 from rewact_tools.pusht.quality import HAND_SPEED, SETTINGS
 from rewact_tools.pusht.writer import EPISODES_SIDECAR, generate_pusht_dataset, summarize
@@ -125,6 +126,7 @@ def build_config(args: argparse.Namespace) -> GenerationConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
+    exit_if_launched("make_pusht_dataset.py")
     args = parse_args(argv)
     try:
         config = build_config(args)

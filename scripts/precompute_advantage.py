@@ -54,6 +54,7 @@ from rewact_tools.cli import (
     run_cli,
     window_frames,
 )
+from rewact_tools.distributed import is_main_process, join_launch
 from rewact_tools.outcomes import DEFAULT_SUCCESS_THRESHOLD
 from rewact_tools.takeovers import CREDITS
 
@@ -173,6 +174,7 @@ def outcome_names(outcomes: dict[int, bool | None]) -> dict[int, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    args.device = join_launch(args.device)
     # Imported after parsing, so --help and usage errors do not wait for torch and LeRobot.
     import numpy as np
     import pandas as pd
@@ -251,7 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         threshold_by=args.threshold_by,
         value_bins=args.value_bins,
     )
-    write_advantages(table, output)
+    if is_main_process():
+        write_advantages(table, output)
 
     if args.threshold is None:
         per_frame = frame_thresholds(table, args.positive_fraction, args.threshold_by, args.value_bins)
@@ -295,4 +298,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, multiprocess=True)

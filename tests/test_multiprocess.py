@@ -1,13 +1,16 @@
-"""scripts/train.py under a two-process CPU launch (torchrun, gloo), as `accelerate launch` runs it on
-N GPUs: every process trains, the main one alone logs, saves and reports."""
+"""Scripts under a two-process CPU launch (torchrun, gloo), as `accelerate launch` runs them on N GPUs:
+train.py trains in every process and the main one alone logs, saves and reports; the dataset passes
+split their frames and write what one process writes; every other script refuses to start."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -86,3 +89,83 @@ def test_train_with_plugins_under_two_processes_logs_and_saves_once(dataset, tmp
     values = policy.eval().predict_value(observation)
     torch.testing.assert_close(fresh.eval().predict_value(observation), values)
     assert values.shape == (2,) and bool(((values >= 0) & (values <= 1)).all())
+
+
+@pytest.fixture(scope="module")
+def value_model(dataset, tmp_path_factory) -> Path:
+    output = tmp_path_factory.mktemp("value_model") / "out"
+    run = launch(
+        1,
+        "train.py",
+        "--dataset.repo_id=local/a",
+        f"--dataset.root={dataset}",
+        "--policy.type=rewact",
+        f"--output_dir={output}",
+        "--steps=2",
+        *TINY_POLICY_FLAGS,
+        *SMOKE_TRAIN_FLAGS,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return output / "checkpoints" / "last" / "pretrained_model"
+
+
+def test_dataset_passes_split_their_frames_and_write_what_one_process_writes(dataset, value_model, tmp_path):
+    common = [
+        "--dataset-repo-id",
+        "local/a",
+        "--dataset-root",
+        str(dataset),
+        "--policy-path",
+        str(value_model),
+    ]
+    outputs = {}
+    for processes in (1, 2):
+        advantages = tmp_path / f"advantages_{processes}.parquet"
+        progress = tmp_path / f"progress_{processes}.parquet"
+        metrics = tmp_path / f"metrics_{processes}.json"
+        runs = [
+            launch(
+                processes,
+                "precompute_advantage.py",
+                *common,
+                "--batch-size",
+                "5",
+                "--output",
+                str(advantages),
+            ),
+            launch(
+                processes, "compute_rabc_progress.py", *common, "--batch-size", "5", "--output", str(progress)
+            ),
+            launch(
+                processes, "evaluate_reward_model.py", *common, "--batch-size", "5", "--output", str(metrics)
+            ),
+        ]
+        for run in runs:
+            assert run.returncode == 0, run.stderr[-3000:]
+            assert run.stdout.count("wrote ") == 1, run.stdout  # the main process alone reports
+        outputs[processes] = (
+            pd.read_parquet(advantages),
+            pd.read_parquet(progress),
+            json.loads(metrics.read_text())["metrics"],
+        )
+    for one, two in zip(outputs[1], outputs[2], strict=True):
+        if isinstance(one, pd.DataFrame):
+            pd.testing.assert_frame_equal(one, two)
+        else:
+            assert one == pytest.approx(two)
+    assert len(outputs[2][0]) == 38  # every frame, once
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("collect_rollouts.py", ["--policy-path", "{tmp}/policy", "--root", "{tmp}/rollouts"]),
+        ("label_rewards.py", ["--dataset-repo-id", "local/a", "--dataset-root", "{tmp}/a"]),
+        ("make_pusht_dataset.py", ["--root", "{tmp}/pusht"]),
+    ],
+)
+def test_scripts_that_write_from_one_process_refuse_a_launch(script, args, tmp_path):
+    run = launch(2, script, *(arg.format(tmp=tmp_path) for arg in args))
+    assert run.returncode != 0 and not list(tmp_path.iterdir())
+    refusals = [line for line in run.stderr.splitlines() if "runs as one process" in line]
+    assert len(refusals) == 1 and f"{script} runs as one process" in refusals[0], run.stderr[-2000:]

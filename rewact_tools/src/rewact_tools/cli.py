@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from rewact_tools.distributed import is_main_process, single_process_refusal
 from rewact_tools.offline import offline_if_local
 
 if TYPE_CHECKING:
@@ -90,15 +91,31 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(message).split()) or type(error).__name__
 
 
-def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
-    """Run `main(argv)` and exit: 0 on success, 2 with `error: <message>` on an expected error."""
+def run_cli(
+    main: Callable[[Sequence[str] | None], int | None],
+    argv: Sequence[str] | None = None,
+    multiprocess: bool = False,
+) -> None:
+    """Run `main(argv)` and exit: 0 on success, 2 with `error: <message>` on an expected error.
+
+    Under a multi-process launch (torchrun, accelerate launch) a script that does not split its work
+    (`multiprocess=False`) refuses to run, so no two processes write one output; one that does has
+    its other processes' standard output silenced, so what it prints appears once.
+    """
     quiet_torchcodec_fallback()
+    script = Path(sys.argv[0]).name
     try:
+        refusal = None if multiprocess else single_process_refusal(script)
+        if refusal is not None:
+            raise CliError(refusal)
+        if not is_main_process():
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
         status = main(argv)
     except (CliError, *USER_ERRORS) as error:
         if os.environ.get("REWACT_TRACEBACK") == "1":
             raise
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        if is_main_process():
+            print(f"error: {one_line(error)}", file=sys.stderr)
         sys.exit(EXIT_USER_ERROR)
     sys.exit(status or 0)
 

@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from lerobot_policy_rewact import RewACTPolicy, make_rewact_pre_post_processors
+from rewact_tools.distributed import gather_pieces, is_main_process, my_share
 from rewact_tools.lerobot_compat import dataset_to_policy_features
 
 VALUE_COLUMNS = ("index", "episode_index", "frame_index", "value")
@@ -97,11 +98,14 @@ def check_input_features(config: Any, features: dict[str, dict], where: str) -> 
 
 
 def _loader(dataset: Any, batch_size: int, num_workers: int, pin_memory: bool) -> DataLoader:
+    """This process's batches: all of them, or its share under a multi-process launch."""
     if FrameBatches.supports(dataset):
         batches = FrameBatches(dataset, batch_size)
-        return DataLoader(batches, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
+        mine = Subset(batches, my_share(len(batches)))
+        return DataLoader(mine, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
+    frames = Subset(dataset, my_share(len(dataset)))
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin_memory
+        frames, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=pin_memory
     )
 
 
@@ -121,7 +125,9 @@ def compute_values(
     config and `dataset.meta.stats`; pass the one saved with a checkpoint
     (`rewact_tools.make_pre_post_processors(config, pretrained_path=...)`) to normalise exactly as
     in training. `device` defaults to the policy config's device; the policy is moved there. Open
-    the dataset without `delta_timestamps`: values need the current frame only.
+    the dataset without `delta_timestamps`: values need the current frame only. In a process group
+    of several processes (`rewact_tools.distributed.join_launch`) each predicts its share of the
+    batches and every process returns the whole table.
     """
     if batch_size < 1:
         raise ValueError(f"compute_values needs batch_size >= 1, got {batch_size}.")
@@ -135,7 +141,10 @@ def compute_values(
     loader = _loader(dataset, batch_size, num_workers, pin_memory=device.type == "cuda")
     columns: dict[str, list[np.ndarray]] = {name: [] for name in VALUE_COLUMNS}
     with torch.inference_mode():
-        for batch in tqdm(loader, desc="Predicting values", unit="batch", disable=not progress):
+        bar = tqdm(
+            loader, desc="Predicting values", unit="batch", disable=not progress or not is_main_process()
+        )
+        for batch in bar:
             for name in _ID_COLUMNS:
                 columns[name].append(batch[name].numpy().astype(np.int64).reshape(-1))
             observation = {
@@ -144,5 +153,10 @@ def compute_values(
                 if key.startswith("observation.")
             }
             columns["value"].append(policy.predict_value(observation).float().cpu().numpy())
-    table = pd.DataFrame({name: np.concatenate(parts) for name, parts in columns.items()})
+    pieces = gather_pieces(
+        {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in columns.items()}
+    )
+    table = pd.DataFrame(
+        {name: np.concatenate([piece[name] for piece in pieces]) for name in VALUE_COLUMNS}
+    ).astype({name: np.int64 for name in _ID_COLUMNS} | {"value": np.float32})
     return table.sort_values("index", kind="stable").reset_index(drop=True)
