@@ -16,18 +16,21 @@ import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from safetensors import safe_open
 
+from lerobot_policy_actvantage import ACTvantagePolicy
 from lerobot_policy_rewact import RewACTPolicy
 from rewact_tools.processors import make_pre_post_processors
 
 from local_datasets import make_local_dataset
-from subprocess_helpers import REPO, SMOKE_TRAIN_FLAGS, SUBPROCESS_ENV, TINY_POLICY_FLAGS
+from subprocess_helpers import BIN, REPO, SMOKE_TRAIN_FLAGS, SUBPROCESS_ENV, TINY_POLICY_FLAGS
 
 
 def launch(processes: int, script: str, *args: str) -> subprocess.CompletedProcess:
-    """`torchrun --standalone --nproc_per_node N scripts/<script> ARGS` (a free port, gloo on CPU)."""
+    """`torchrun --standalone --nproc_per_node N scripts/<script> ARGS` (a free port, gloo on CPU);
+    `lerobot-*` scripts are LeRobot's own."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    path = BIN / script if script.startswith("lerobot-") else REPO / "scripts" / script
     return subprocess.run(
-        [*command, str(REPO / "scripts" / script), *args],
+        [*command, str(path), *args],
         cwd=REPO,
         env=SUBPROCESS_ENV,
         capture_output=True,
@@ -169,3 +172,37 @@ def test_scripts_that_write_from_one_process_refuse_a_launch(script, args, tmp_p
     assert run.returncode != 0 and not list(tmp_path.iterdir())
     refusals = [line for line in run.stderr.splitlines() if "runs as one process" in line]
     assert len(refusals) == 1 and f"{script} runs as one process" in refusals[0], run.stderr[-2000:]
+
+
+def test_stock_lerobot_train_trains_actvantage_from_an_advantage_file_under_two_processes(
+    dataset, value_model, tmp_path
+):
+    advantages = tmp_path / "advantages.parquet"
+    common = [
+        "--dataset-repo-id",
+        "local/a",
+        "--dataset-root",
+        str(dataset),
+        "--policy-path",
+        str(value_model),
+    ]
+    assert launch(1, "precompute_advantage.py", *common, "--output", str(advantages)).returncode == 0
+    output = tmp_path / "actvantage"
+    run = launch(
+        2,
+        "lerobot-train",
+        "--dataset.repo_id=local/a",
+        f"--dataset.root={dataset}",
+        "--policy.type=actvantage",
+        f"--policy.advantage_file={advantages}",
+        f"--output_dir={output}",
+        "--steps=2",
+        "--save_freq=2",
+        "--wandb.enable=false",
+        *TINY_POLICY_FLAGS,
+        *SMOKE_TRAIN_FLAGS,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "x 2" in run.stdout + run.stderr  # LeRobot's "Effective batch size: 4 x 2"
+    model = output / "checkpoints" / "last" / "pretrained_model"
+    assert ACTvantagePolicy.from_pretrained(model).advantage_positive_lookup.shape[0] >= 38
