@@ -112,15 +112,13 @@ def value_model(dataset, tmp_path_factory) -> Path:
     return output / "checkpoints" / "last" / "pretrained_model"
 
 
+def pass_args(dataset: Path, value_model: Path) -> list[str]:
+    """A dataset pass's arguments: the dataset and the value model."""
+    return ["--dataset-repo-id", "local/a", "--dataset-root", str(dataset), "--policy-path", str(value_model)]
+
+
 def test_dataset_passes_split_their_frames_and_write_what_one_process_writes(dataset, value_model, tmp_path):
-    common = [
-        "--dataset-repo-id",
-        "local/a",
-        "--dataset-root",
-        str(dataset),
-        "--policy-path",
-        str(value_model),
-    ]
+    common = pass_args(dataset, value_model)
     outputs = {}
     for processes in (1, 2):
         advantages = tmp_path / f"advantages_{processes}.parquet"
@@ -178,14 +176,7 @@ def test_stock_lerobot_train_trains_actvantage_from_an_advantage_file_under_two_
     dataset, value_model, tmp_path
 ):
     advantages = tmp_path / "advantages.parquet"
-    common = [
-        "--dataset-repo-id",
-        "local/a",
-        "--dataset-root",
-        str(dataset),
-        "--policy-path",
-        str(value_model),
-    ]
+    common = pass_args(dataset, value_model)
     assert launch(1, "precompute_advantage.py", *common, "--output", str(advantages)).returncode == 0
     output = tmp_path / "actvantage"
     run = launch(
