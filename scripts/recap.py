@@ -14,8 +14,9 @@ Each call runs the next round (round k is outputs/recap/round_<k>, k = the round
   2. scripts/precompute_advantage.py on each of those datasets: advantages, corrections (their
      `intervention` frames) forced positive; one threshold for all of them, so that --positive-fraction
      of all their frames is positive (with rollouts, a first pass per dataset gives the advantages,
-     and a second applies the pooled threshold); --credit segment and --pre-takeover-window K
-     credit the policy's stalls before a takeover as failures / negative
+     and a second applies the pooled threshold), or with --rollouts-positive-fraction each dataset
+     its own (pi*0.6: 30 % of the demonstrations, 40 % of the rollouts); --credit segment and
+     --pre-takeover-window K credit the policy's stalls before a takeover as failures / negative
                                                       -> round_<k>/advantages_*.parquet
   3. scripts/train.py: ACTvantage conditioned on them               -> round_<k>/policy
   4. scripts/collect_rollouts.py: --episodes rollouts of that policy (reset seeds --seed +
@@ -36,7 +37,7 @@ import argparse
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -67,14 +68,18 @@ class Recipe:
     negative_weight: float
     n_step: int | None = None
     n_step_seconds: float | None = None
+    rollouts_positive_fraction: float | None = None
+    """None: one threshold pooled over demonstrations and rollouts; a fraction: each dataset its own
+    threshold, the demonstrations `positive_fraction` positive and the rollouts this."""
 
 
 RECIPES = {
     # The best measured on PushT (benchmarks/README.md, "Fourth run"): ties filtered BC in round 0,
     # where pi*0.6's recipe trails it; neither beats it after two rounds there.
     "takeover": Recipe(0.5, "segment", STALL_WINDOW, 0.25),
-    # pi*0.6 as published: 30 % positive, per-episode outcomes, N-step advantages with N = 1 s.
-    "pistar": Recipe(0.3, "episode", 0, 1.0, n_step_seconds=1.0),
+    # pi*0.6 as published: 30 % of the demonstrations and 40 % of the rollouts positive, per-episode
+    # outcomes, N-step advantages with N = 1 s.
+    "pistar": Recipe(0.3, "episode", 0, 1.0, n_step_seconds=1.0, rollouts_positive_fraction=0.4),
 }
 ROUND_RECORD = "round.json"
 ROLLOUTS_REPO_ID = "local/rollouts"
@@ -98,7 +103,17 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
         "takeover negative, 50%% positive, negatives at loss weight 0.25, Monte Carlo; pistar: pi*0.6's "
         "published recipe, 30%% positive, per-episode credit, N-step with N = 1 s, uniform weights",
     )
-    recipe.add_argument("--positive-fraction", type=float, help="of all datasets' frames")
+    recipe.add_argument(
+        "--positive-fraction",
+        type=float,
+        help="of all datasets' frames (of the demonstrations' with the next flag)",
+    )
+    recipe.add_argument(
+        "--rollouts-positive-fraction",
+        type=float,
+        help="threshold each dataset apart, the rollouts with this fraction (pistar: 0.4); takeover: one "
+        "threshold pooled over all datasets",
+    )
     recipe.add_argument(
         "--n-step", type=positive_int, help="N-step advantages in frames (takeover: Monte Carlo)"
     )
@@ -140,8 +155,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
             setattr(args, name, value)
     if given_n_step:
         args.n_step_seconds = None
-    if not 0.0 < args.positive_fraction < 1.0:
-        parser.error(f"--positive-fraction must lie strictly between 0 and 1, got {args.positive_fraction}")
+    for name in ("positive_fraction", "rollouts_positive_fraction"):
+        value = getattr(args, name)
+        if value is not None and not 0.0 < value < 1.0:
+            parser.error(f"--{name.replace('_', '-')} must lie strictly between 0 and 1, got {value}")
     if not 0.0 < args.negative_weight <= 1.0:
         parser.error(f"--negative-weight must lie in (0, 1], got {args.negative_weight}")
     return args, argv[split + 1 :]
@@ -300,20 +317,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         horizon = []
 
-    def precompute(split: list[str]) -> None:
+    def precompute(split: Callable[[str], list[str]]) -> None:
         for (repo_id, root), path in zip(datasets, advantages, strict=True):
             run(
                 [sys.executable, SCRIPTS / "precompute_advantage.py", "--dataset-repo-id", repo_id]
                 + ["--dataset-root", root, "--policy-path", value_model, "--output", path]
-                + ["--max-length", str(max_length), *split, *horizon]
+                + ["--max-length", str(max_length), *split(repo_id), *horizon]
                 + (takeover_credit if repo_id == ROLLOUTS_REPO_ID else [])
             )
 
-    precompute(["--positive-fraction", str(args.positive_fraction)])
+    def own_fraction(repo_id: str) -> list[str]:
+        rollouts = repo_id == ROLLOUTS_REPO_ID and args.rollouts_positive_fraction is not None
+        return [
+            "--positive-fraction",
+            str(args.rollouts_positive_fraction if rollouts else args.positive_fraction),
+        ]
+
+    precompute(own_fraction)
     threshold = None
-    if len(datasets) > 1:
+    if len(datasets) > 1 and args.rollouts_positive_fraction is None:
         threshold = pooled_threshold(advantages, args.positive_fraction)
-        precompute([f"--threshold={threshold!r}"])
+        precompute(lambda _: [f"--threshold={threshold!r}"])
     policy = folder / "policy"
     run(
         train_command(datasets, policy, lerobot_flags)

@@ -76,6 +76,7 @@ def test_two_recap_rounds(demonstrations, tmp_path):
         "negative_weight": 1.0,
         "n_step": None,
         "n_step_seconds": 1.0,
+        "rollouts_positive_fraction": 0.4,
     }
     (precompute,) = [
         command for command in round0["commands"] if command[1].endswith("precompute_advantage.py")
@@ -102,6 +103,7 @@ def test_two_recap_rounds(demonstrations, tmp_path):
         "negative_weight": 0.25,
         "n_step": None,
         "n_step_seconds": None,
+        "rollouts_positive_fraction": None,
     }
     commands = [" ".join(command) for command in round1["commands"]]
     assert "--reward pistar --max-length" in commands[0] and "--credit segment" in commands[0]
@@ -152,6 +154,22 @@ def test_two_recap_rounds(demonstrations, tmp_path):
     assert (pooled > threshold).mean() == pytest.approx(0.5, abs=0.05)
     assert len(round1["commands"]) == 7 and round0["advantage_threshold"] is None
 
+    # pi*0.6's recipe with rollouts: each dataset its own threshold, 30 % and 40 % positive.
+    run_script("recap.py", *options, "--recipe", "pistar", *train_flags).check()
+    folder = tmp_path / "recap" / "round_2"
+    round2 = json.loads((folder / "round.json").read_text())
+    calibration = round2["success_threshold_calibrated_on"] is not None
+    assert (
+        round2["advantage_threshold"] is None and len(round2["commands"]) == 5 + calibration
+    )  # no pooled pass
+    precomputes = [" ".join(c) for c in round2["commands"] if c[1].endswith("precompute_advantage.py")]
+    assert ["--positive-fraction 0.3" in c for c in precomputes] == [True, False]
+    assert ["--positive-fraction 0.4" in c for c in precomputes] == [False, True]
+    demonstrations_table = pd.read_parquet(folder / "advantages_demonstrations.parquet")
+    assert demonstrations_table["positive"].mean() == pytest.approx(0.3, abs=0.05)
+    rollouts_table = pd.read_parquet(folder / "advantages_rollouts.parquet")
+    assert rollouts_table["positive"].mean() >= 0.35  # 40 % by advantage, corrections on top
+
     # A round that stopped half-way must be cleared before it runs again.
-    (tmp_path / "recap" / "round_2").mkdir()
-    run_script("recap.py", *args).check_user_error("round_2 is an unfinished round")
+    (tmp_path / "recap" / "round_3").mkdir()
+    run_script("recap.py", *args).check_user_error("round_3 is an unfinished round")
