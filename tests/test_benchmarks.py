@@ -542,6 +542,15 @@ def test_ddp_buffers_quick(tmp_path):
     assert all(arm["median_step_seconds"] > 0 for arm in arms.values())
 
 
+def test_sharded_values_quick(tmp_path):
+    """One process and two (gloo) predict the same table; both throughputs are reported."""
+    output = tmp_path / "sharded.json"
+    run_benchmark("bench_sharded_values.py", "--output", str(output))
+    results = json.loads(output.read_text())
+    assert results["tables_identical"] and results["frames"] == 120
+    assert set(results["frames_per_second"]) == {"1", "2"} and results["speedup_two_over_one"] > 0
+
+
 def test_train_policy_rejects_an_unknown_lr_schedule():
     with pytest.raises(ValueError, match="lr_schedule='linear'"):
         common.train_policy(
