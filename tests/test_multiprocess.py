@@ -172,20 +172,23 @@ def test_scripts_that_write_from_one_process_refuse_a_launch(script, args, tmp_p
     assert len(refusals) == 1 and f"{script} runs as one process" in refusals[0], run.stderr[-2000:]
 
 
-def test_stock_lerobot_train_trains_actvantage_from_an_advantage_file_under_two_processes(
-    dataset, value_model, tmp_path
-):
-    advantages = tmp_path / "advantages.parquet"
-    common = pass_args(dataset, value_model)
-    assert launch(1, "precompute_advantage.py", *common, "--output", str(advantages)).returncode == 0
-    output = tmp_path / "actvantage"
+@pytest.mark.parametrize("policy_type", ["rewact", "actvantage"])
+def test_stock_lerobot_train_under_two_processes(policy_type, dataset, value_model, tmp_path):
+    """RewACT with its own targets, ACTvantage from an advantage file: LeRobot's DDP training, no plugin."""
+    flags = []
+    if policy_type == "actvantage":
+        advantages = tmp_path / "advantages.parquet"
+        common = pass_args(dataset, value_model)
+        assert launch(1, "precompute_advantage.py", *common, "--output", str(advantages)).returncode == 0
+        flags = [f"--policy.advantage_file={advantages}"]
+    output = tmp_path / policy_type
     run = launch(
         2,
         "lerobot-train",
         "--dataset.repo_id=local/a",
         f"--dataset.root={dataset}",
-        "--policy.type=actvantage",
-        f"--policy.advantage_file={advantages}",
+        f"--policy.type={policy_type}",
+        *flags,
         f"--output_dir={output}",
         "--steps=2",
         "--save_freq=2",
@@ -196,4 +199,7 @@ def test_stock_lerobot_train_trains_actvantage_from_an_advantage_file_under_two_
     assert run.returncode == 0, run.stderr[-4000:]
     assert "x 2" in run.stdout + run.stderr  # LeRobot's "Effective batch size: 4 x 2"
     model = output / "checkpoints" / "last" / "pretrained_model"
-    assert ACTvantagePolicy.from_pretrained(model).advantage_positive_lookup.shape[0] >= 38
+    if policy_type == "actvantage":
+        assert ACTvantagePolicy.from_pretrained(model).advantage_positive_lookup.shape[0] >= 38
+    else:
+        assert RewACTPolicy.from_pretrained(model).config.type == "rewact"
