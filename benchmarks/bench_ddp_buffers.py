@@ -140,8 +140,12 @@ def main() -> None:
             setattr(args, name, quick if args.quick else full)
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()
-    mp.start_processes(worker, args=(2, free_port(), args, queue), nprocs=2, start_method="spawn")
-    measured = queue.get()
+    processes = mp.start_processes(
+        worker, args=(2, free_port(), args, queue), nprocs=2, start_method="spawn", join=False
+    )
+    measured = queue.get()  # before joining: a large result would fill the pipe and block the sender
+    while not processes.join():
+        pass
     baseline = statistics.median(measured["table_10k"]["step_seconds"])
     results = {
         "benchmark": "ddp_buffers",

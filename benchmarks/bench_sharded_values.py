@@ -62,8 +62,13 @@ def two_processes(root: Path, model: dict, batch_size: int) -> tuple[float, pd.D
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     queue = mp.get_context("spawn").SimpleQueue()
-    mp.start_processes(worker, args=(2, port, root, model, batch_size, queue), nprocs=2, start_method="spawn")
-    return queue.get()
+    processes = mp.start_processes(
+        worker, args=(2, port, root, model, batch_size, queue), nprocs=2, start_method="spawn", join=False
+    )
+    result = queue.get()  # before joining: a large result would fill the pipe and block the sender
+    while not processes.join():
+        pass
+    return result
 
 
 def main() -> None:
