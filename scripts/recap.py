@@ -135,6 +135,17 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
         type=float,
         help="ACTvantage's loss weight of negative frames (--policy.negative_weight), positives 1",
     )
+    passes = parser.add_argument_group("value passes (scripts/precompute_advantage.py)")
+    passes.add_argument(
+        "--value-pass-processes",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="split each pass over N processes (torchrun --standalone --nproc_per_node N; default 1)",
+    )
+    passes.add_argument(
+        "--value-pass-device", default="cpu", help="their device; cuda gives each process its own GPU (cpu)"
+    )
     rollouts = parser.add_argument_group("rollouts (scripts/collect_rollouts.py)")
     rollouts.add_argument("--episodes", type=positive_int, default=50, help="rollouts per round (50)")
     rollouts.add_argument(
@@ -279,7 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_command(command, env)
         except subprocess.CalledProcessError as error:
             raise CliError(
-                f"round {round_} stopped: {Path(command[1]).name} exited {error.returncode} (its output is "
+                f"round {round_} stopped: {next(Path(part).name for part in command if str(part).endswith('.py'))} "
+                f"exited {error.returncode} (its output is "
                 f"above); delete {folder} to run the round again"
             ) from error
 
@@ -317,11 +329,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         horizon = []
 
+    launcher = [sys.executable]
+    if args.value_pass_processes > 1:
+        launcher += [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={args.value_pass_processes}",
+        ]
+
     def precompute(split: Callable[[str], list[str]]) -> None:
         for (repo_id, root), path in zip(datasets, advantages, strict=True):
             run(
-                [sys.executable, SCRIPTS / "precompute_advantage.py", "--dataset-repo-id", repo_id]
+                [*launcher, SCRIPTS / "precompute_advantage.py", "--dataset-repo-id", repo_id]
                 + ["--dataset-root", root, "--policy-path", value_model, "--output", path]
+                + ["--device", args.value_pass_device]
                 + ["--max-length", str(max_length), *split(repo_id), *horizon]
                 + (takeover_credit if repo_id == ROLLOUTS_REPO_ID else [])
             )

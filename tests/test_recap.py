@@ -91,7 +91,8 @@ def test_two_recap_rounds(demonstrations, tmp_path):
     rollouts = LeRobotDataset("local/rollouts", root=tmp_path / "rollouts")
     assert rollouts.meta.total_episodes == 2 and rollouts.meta.features["intervention"]["dtype"] == "bool"
 
-    second = run_script("recap.py", *args).check()
+    # Round 1 splits its value passes over two processes (gloo on CPU).
+    second = run_script("recap.py", *options, "--value-pass-processes", "2", *train_flags).check()
     folder = tmp_path / "recap" / "round_1"
     round1 = json.loads((folder / "round.json").read_text())
     # The default recipe; the window is the stall patience the collector recorded (--correct-stall 2).
@@ -114,6 +115,7 @@ def test_two_recap_rounds(demonstrations, tmp_path):
     )
     # Takeover credit reaches the rollouts' advantages only: demonstrations have no takeovers.
     precomputes = [command for command in commands if "precompute_advantage.py" in command]
+    assert all("torch.distributed.run --standalone --nproc_per_node=2" in command for command in precomputes)
     credit = "--credit segment --pre-takeover-window 2"
     assert [credit in command for command in precomputes] == [False, True, False, True]
     assert [d["repo_id"] for d in round1["datasets"]] == ["local/pusht", "local/rollouts"]
