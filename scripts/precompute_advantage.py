@@ -52,6 +52,7 @@ from rewact_tools.cli import (
     one_line,
     positive_int,
     run_cli,
+    stall_patience,
     window_frames,
 )
 from rewact_tools.distributed import is_main_process, join_launch
@@ -189,7 +190,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcomes_from_values,
     )
     from rewact_tools.returns import dataset_frames
-    from rewact_tools.rollouts.recorder import recorded_stall_patience
     from rewact_tools.takeovers import frame_kinds
     from rewact_tools.values import compute_values
 
@@ -203,10 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.n_step < 1:
             raise CliError(f"--n-step-seconds {args.n_step_seconds} is less than one frame at {meta.fps} fps")
     if args.pre_takeover_window == STALL_WINDOW:
-        try:
-            args.pre_takeover_window = recorded_stall_patience(meta.root)
-        except (FileNotFoundError, ValueError) as error:
-            raise CliError(f"--pre-takeover-window {STALL_WINDOW}: {error}") from error
+        args.pre_takeover_window = stall_patience(meta.root)
         if args.pre_takeover_window is None:
             raise CliError(
                 f"--pre-takeover-window {STALL_WINDOW}: no round of {meta.root} was corrected on stalls; "

@@ -51,6 +51,7 @@ from rewact_tools.cli import (
     positive_int,
     run_cli,
     run_command,
+    stall_patience,
     window_frames,
 )
 from rewact_tools.takeovers import CREDITS
@@ -221,12 +222,7 @@ def takeover_window(args: argparse.Namespace, has_rollouts: bool) -> int:
         return args.pre_takeover_window
     if not has_rollouts:
         return 0
-    from rewact_tools.rollouts.recorder import recorded_stall_patience
-
-    try:
-        patience = recorded_stall_patience(args.rollouts_root)
-    except (FileNotFoundError, ValueError) as error:
-        raise CliError(f"--pre-takeover-window {STALL_WINDOW}: {error}") from error
+    patience = stall_patience(args.rollouts_root)
     return 0 if patience is None else patience
 
 

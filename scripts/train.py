@@ -164,10 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     init_logging()
     checkpoint = train(cfg, options)
-    from accelerate import PartialState  # the launch train() joined: only its main process reports
-
-    if PartialState().is_main_process:
-        print(f"done; plugins {dataclasses.asdict(options)}; last checkpoint {checkpoint}")
+    print(f"done; plugins {dataclasses.asdict(options)}; last checkpoint {checkpoint}")
     return 0
 
 

@@ -227,6 +227,17 @@ def window_frames(text: str) -> int | str:
     return value
 
 
+def stall_patience(root: str | Path) -> int | None:
+    """The stall patience the rollout dataset at `root` records, for `--pre-takeover-window stall`
+    (None when no round corrected on stalls); a missing or ambiguous record is a user error."""
+    from rewact_tools.rollouts.recorder import recorded_stall_patience
+
+    try:
+        return recorded_stall_patience(root)
+    except (FileNotFoundError, ValueError) as error:
+        raise CliError(f"--pre-takeover-window {STALL_WINDOW}: {error}") from error
+
+
 def add_policy_arguments(
     parser: argparse.ArgumentParser, batch_size: int = 64, batch_help: str = "frames per inference batch"
 ) -> argparse._ArgumentGroup:

@@ -25,14 +25,14 @@ class MixedInterventionPlugin(DatasetPlugin):
     """
 
     def attach(self, dataset: LeRobotDataset) -> FrameLabelsInstance:
-        index = loaded_frames(dataset)["index"].to_numpy()
         if INTERVENTION in dataset.meta.features:
-            mode_index, modes = frame_control_modes(dataset)
-            values = {INTERVENTION: modes == "human", INTERVENTION_PAD: np.zeros(len(index), dtype=bool)}
-            index = mode_index
+            index, modes = frame_control_modes(dataset)
+            intervention, padded = modes == "human", False
         else:
-            values = {
-                INTERVENTION: np.zeros(len(index), dtype=bool),
-                INTERVENTION_PAD: np.ones(len(index), dtype=bool),
-            }
+            index = loaded_frames(dataset)["index"].to_numpy()
+            intervention, padded = False, True
+        values = {
+            INTERVENTION: np.full(len(index), intervention),
+            INTERVENTION_PAD: np.full(len(index), padded),
+        }
         return FrameLabelsInstance(dataset, FrameLabels(index, values))
