@@ -28,7 +28,7 @@ Arms (ACT settings as bench_actvantage_vs_act: the fast small ACT, batch 256, co
                 this round's data, corrections forced positive, with the command line's recipe
                 (--positive-fraction, --n-step, --credit, --pre-takeover-negative, --threshold-by,
                 --injection, --negative-weight); evaluated at beta 1 (which also collects) and at
-                --guided-beta
+                each --guided-beta
   actvantage_pistar  the control: ACTvantage with pi*0.6's recipe (30 % positive, N-step with N =
                 1 s, outcomes per episode, one threshold per task)
   actvantage_outcome  ACTvantage labelled by outcome instead of advantage: the frames filtered BC
@@ -495,7 +495,7 @@ def run_chain(args, arm: str, seed: int, dataset, base: list[RolloutEpisode], sc
         if round_ == 0 or args.finetune_from == "previous":
             start = (policy, preprocessor, postprocessor)
         evaluations = {}
-        for beta in [1.0, args.guided_beta] if arm in ADVANTAGE_ARMS and args.guided_beta else [None]:
+        for beta in [1.0, *args.guided_beta] if arm in ADVANTAGE_ARMS else [None]:
             if beta is not None:
                 policy.config.guidance_scale = beta
             evaluations[_label(arm, beta)] = evaluate_pusht(
@@ -863,7 +863,10 @@ def parse_args() -> argparse.Namespace:
         help="later rounds fine-tune the previous round's policy or round 0's (pi*0.6)",
     )
     parser.add_argument(
-        "--guided-beta", type=float, default=1.5, help="ACTvantage's guided evaluation; 0 skips it"
+        "--guided-beta",
+        default="1.5",
+        help="ACTvantage's guided evaluations, comma-separated guidance scales besides 1 (which also "
+        "collects; default 1.5); 0 skips them",
     )
     parser.add_argument("--rollout-episodes", type=int, default=None, help="collected per round (default 50)")
     parser.add_argument(
@@ -891,6 +894,7 @@ def parse_args() -> argparse.Namespace:
         "--merge-seeds", default=None, help="with --merge: the seeds to keep, comma-separated"
     )
     args = parser.parse_args()
+    args.guided_beta = [float(beta) for beta in args.guided_beta.split(",") if float(beta) not in (0.0, 1.0)]
     if args.merge_seeds is not None:
         args.merge_seeds = [int(seed) for seed in args.merge_seeds.split(",")]
     defaults = {
@@ -1022,6 +1026,7 @@ def main() -> None:
         },
         "pre_takeover_window": args.pre_takeover_window,
         "finetune_from": args.finetune_from,
+        "guided_betas": args.guided_beta,
         "rollout_episodes": args.rollout_episodes,
         "corrections": None if args.corrections is None else args.corrections.as_dict(),
         "eval": {

@@ -135,13 +135,31 @@ def resolve_reward(options: PluginOptions, config: PreTrainedConfig, num_dataset
     return reward
 
 
+PluginSpec = tuple[str, dict]
+"""A plugin class's name (in `rewact_tools.plugins` or `rewact_tools.candywrapper`) and its arguments."""
+
+
 def make_plugins(
     options: PluginOptions, config: PreTrainedConfig, datasets: list[LeRobotDataset]
 ) -> list[DatasetPlugin]:
     """The plugins `options` ask for, in the order their keys depend on each other.
 
-    robocandywrapper is imported only when a plugin is asked for: a plain run needs none of it.
+    `plugin_specs` decides which; robocandywrapper is imported only when it chose any, so a plain
+    run needs none of it.
     """
+    specs = plugin_specs(options, config, datasets)
+    if not specs:
+        return []
+    _require_robocandywrapper()
+    from rewact_tools import candywrapper, plugins
+
+    return [(getattr(plugins, name, None) or getattr(candywrapper, name))(**kwargs) for name, kwargs in specs]
+
+
+def plugin_specs(
+    options: PluginOptions, config: PreTrainedConfig, datasets: list[LeRobotDataset]
+) -> list[PluginSpec]:
+    """Which plugins, with which arguments, after checking the options fit the policy and datasets."""
     reward = resolve_reward(options, config, len(datasets))
     if options.reward_labels and reward != "labels":
         raise CliError("--reward-labels goes with --reward labels")
@@ -155,63 +173,52 @@ def make_plugins(
         raise CliError(
             "ACTvantage on several datasets needs --advantages PATH,PATH,... (one parquet per dataset)"
         )
-    fill_intervention = needs_intervention_fill(datasets)
-    if not (
-        options.outcomes
-        or options.control_mode
-        or options.advantages
-        or reward not in (None, "policy")
-        or fill_intervention
-    ):
-        return []
-    _require_robocandywrapper()
-    from rewact_tools.candywrapper import EpisodeOutcomePlugin
-    from rewact_tools.plugins import (
-        ControlModePlugin,
-        DenseRewardPlugin,
-        LabelledRewardPlugin,
-        MixedInterventionPlugin,
-        PiStar0_6CumulativeRewardPlugin,
-    )
-
     value_range = (
         {"value_min": config.value_min, "value_max": config.value_max}
         if isinstance(config, RewACTConfig)
         else {}
     )
     # A mix keeps `intervention` where only some datasets record it (the wrapper would drop it).
-    plugins: list[DatasetPlugin] = [MixedInterventionPlugin()] if fill_intervention else []
+    specs: list[PluginSpec] = [("MixedInterventionPlugin", {})] if needs_intervention_fill(datasets) else []
     if options.outcomes or reward == "pistar":
-        plugins.append(EpisodeOutcomePlugin())
+        specs.append(("EpisodeOutcomePlugin", {}))
     if reward == "dense":
-        plugins.append(DenseRewardPlugin(start=config.progress_start, end=config.progress_end, **value_range))
+        specs.append(
+            ("DenseRewardPlugin", {"start": config.progress_start, "end": config.progress_end, **value_range})
+        )
     elif reward == "labels":
         if not options.reward_labels:
             raise CliError("--reward labels needs --reward-labels PATH[,PATH...] (one parquet per dataset)")
         paths = _per_dataset(options.reward_labels, datasets, "--reward-labels")
-        plugins.append(LabelledRewardPlugin(paths, column=options.reward_label_column, **value_range))
+        specs.append(
+            (
+                "LabelledRewardPlugin",
+                {"path_or_per_dataset_paths": paths, "column": options.reward_label_column, **value_range},
+            )
+        )
     elif reward == "pistar":
-        plugins.append(
-            PiStar0_6CumulativeRewardPlugin(
-                max_length=options.max_length,
-                unknown_as=UNKNOWN_OUTCOMES[options.unknown_outcome],
-                credit=options.credit,
+        specs.append(
+            (
+                "PiStar0_6CumulativeRewardPlugin",
+                {
+                    "max_length": options.max_length,
+                    "unknown_as": UNKNOWN_OUTCOMES[options.unknown_outcome],
+                    "credit": options.credit,
+                },
             )
         )
     if options.control_mode:
-        plugins.append(ControlModePlugin())
+        specs.append(("ControlModePlugin", {}))
     if options.advantages:
-        plugins.append(_advantage_plugin(options, config, datasets))
-    return plugins
+        specs.append(_advantage_plugin_spec(options, config, datasets))
+    return specs
 
 
-def _advantage_plugin(
+def _advantage_plugin_spec(
     options: PluginOptions, config: PreTrainedConfig, datasets: list[LeRobotDataset]
-) -> DatasetPlugin:
+) -> PluginSpec:
     """The advantages of each dataset, under the policy's `advantage_key`: the file's per-task
     `positive` flag, or the raw advantage."""
-    from rewact_tools.plugins import PiStar0_6AdvantagePlugin
-
     if not isinstance(config, ACTvantageConfig):
         raise CliError(f"--advantages trains ACTvantage (--policy.type=actvantage), not {config.type}")
     given = options.advantages * len(datasets) if options.advantages == [""] else options.advantages
@@ -220,8 +227,16 @@ def _advantage_plugin(
         for root, path in _per_dataset(given, datasets, "--advantages").items()
     }
     if options.advantage_label == "positive":
-        return PiStar0_6AdvantagePlugin(paths, key="advantage_value", positive_key=config.advantage_key)
-    return PiStar0_6AdvantagePlugin(paths, key=config.advantage_key, positive_key=None)
+        return "PiStar0_6AdvantagePlugin", {
+            "path_or_per_dataset_paths": paths,
+            "key": "advantage_value",
+            "positive_key": config.advantage_key,
+        }
+    return "PiStar0_6AdvantagePlugin", {
+        "path_or_per_dataset_paths": paths,
+        "key": config.advantage_key,
+        "positive_key": None,
+    }
 
 
 def check_plugin_items(dataset: WrappedRobotDataset, datasets: list[LeRobotDataset]) -> None:
