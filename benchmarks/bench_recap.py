@@ -35,6 +35,8 @@ Arms (ACT settings as bench_actvantage_vs_act: the fast small ACT, batch 256, co
                 trains on positive, every other frame negative, no value model (the command line's
                 --negative-weight and --injection); it tells whether the advantages or the
                 conditioning cost ACTvantage against filtered BC
+  actvantage_or_outcome   actvantage's labels, and filtered BC's frames positive as well
+  actvantage_and_outcome  actvantage's labels, positive only on filtered BC's frames
 The value model is RewACT on pi*0.6 targets (success: rises to 1, failure: stays low; per takeover
 segment with --credit segment), trained for --value-steps on this round's data less held-out
 episodes and chosen on validation VOC; its test VOC and AUROC are recorded per round, and so is how
@@ -98,10 +100,23 @@ from common import (  # noqa: E402
 KEYS = ("observation.state", "observation.environment_state")
 DEFAULT_MIX = "clean=120,detour=60,giveup=120"
 OUTCOME_ARM = "actvantage_outcome"
-ARMS = ("act_all", "filtered_bc", "weighted_bc", "rabc", "actvantage", "actvantage_pistar", OUTCOME_ARM)
+# Advantage labels combined with filtered BC's choice of frames: positive where either says so (the
+# failures' good frames join filtered BC's), or only where both do (filtered BC's frames less the
+# ones the advantage ranks low, such as a successful detour's trips).
+COMBINED_ARMS = {"actvantage_or_outcome": np.logical_or, "actvantage_and_outcome": np.logical_and}
+ARMS = (
+    "act_all",
+    "filtered_bc",
+    "weighted_bc",
+    "rabc",
+    "actvantage",
+    "actvantage_pistar",
+    OUTCOME_ARM,
+    *COMBINED_ARMS,
+)
 REFERENCE_ARM = "filtered_bc"
-ADVANTAGE_ARMS = ("actvantage", "actvantage_pistar", OUTCOME_ARM)
-VALUE_ARMS = ("rabc", "actvantage", "actvantage_pistar")
+ADVANTAGE_ARMS = ("actvantage", "actvantage_pistar", OUTCOME_ARM, *COMBINED_ARMS)
+VALUE_ARMS = ("rabc", "actvantage", "actvantage_pistar", *COMBINED_ARMS)
 PUSHT_FPS = 10
 
 
@@ -124,9 +139,9 @@ class AdvantageRecipe:
 
 
 def advantage_recipe(args, arm: str) -> AdvantageRecipe:
-    """`actvantage`: the command line's settings; `actvantage_pistar`: pi*0.6's published recipe (30 %
-    positive, N-step advantages with N = 1 s, outcomes per episode, one threshold per task, the
-    indicator on ACT's latent token), the control."""
+    """`actvantage` and the combined arms: the command line's settings; `actvantage_pistar`: pi*0.6's
+    published recipe (30 % positive, N-step advantages with N = 1 s, outcomes per episode, one
+    threshold per task, the indicator on ACT's latent token), the control."""
     if arm == "actvantage_pistar":
         return AdvantageRecipe(0.3, PUSHT_FPS, "episode", 0, "task", args.value_bins, "encoder_token", 1.0)
     return AdvantageRecipe(
@@ -217,6 +232,12 @@ class Experience:
         ]
         rows = self.frames.rows_of(succeeded) if succeeded else torch.zeros(0, dtype=torch.long)
         return torch.unique(torch.cat([rows, torch.from_numpy(self.intervention_index)]))
+
+    def filtered_mask(self) -> np.ndarray:
+        """Per row, whether filtered BC trains on it (`filtered_rows`)."""
+        mask = np.zeros(len(self.frames), dtype=bool)
+        mask[self.filtered_rows().numpy()] = True
+        return mask
 
     def sirius_weights(self) -> torch.Tensor:
         """Intervention-weighted BC in Sirius's form, per row: 0 in the pre-takeover window, the
@@ -365,9 +386,7 @@ def train_arm(
         row_weights = experience.sirius_weights()
     advantages = None
     if arm == OUTCOME_ARM:  # filtered BC's frames positive, every other frame negative
-        positive = torch.zeros(len(frames), dtype=torch.bool)
-        positive[experience.filtered_rows()] = True
-        advantages = experience.table.assign(positive=positive.numpy())
+        advantages = experience.table.assign(positive=experience.filtered_mask())
     if arm in VALUE_ARMS:
         credit = "episode" if recipe is None else recipe.credit
         values, info["value_model"] = value_model_values(
@@ -390,6 +409,9 @@ def train_arm(
                 threshold_by=recipe.threshold_by,
                 value_bins=recipe.value_bins,
             )
+            if arm in COMBINED_ARMS:
+                kept = experience.filtered_mask()[advantages["index"].to_numpy()]
+                advantages["positive"] = COMBINED_ARMS[arm](advantages["positive"].to_numpy(), kept)
     if advantages is not None:
         extras = {
             "advantage": frames.extra_by_index(

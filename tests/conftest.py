@@ -10,6 +10,11 @@ import torch  # noqa: E402
 
 from local_datasets import make_local_dataset  # noqa: E402
 
+# Under pytest-xdist the workers share the cores: each takes its share of torch threads (one each
+# on two cores) instead of every worker taking all of them.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+
 
 @pytest.fixture(autouse=True)
 def _deterministic_torch():
