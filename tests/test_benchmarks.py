@@ -265,7 +265,7 @@ def test_recap_quick(tmp_path):
     run_benchmark(
         "bench_recap.py",
         *("--data-dir", str(tmp_path / "data"), "--output", str(output)),
-        *("--negative-weight", "0.5", "--negative-weight-by", "loss"),
+        *("--negative-weight", "0.5", "--negative-weight-by", "loss", "--guided-beta", "1.5,2"),
     )
     results = json.loads(output.read_text())
     arms = [
@@ -276,6 +276,8 @@ def test_recap_quick(tmp_path):
         "actvantage",
         "actvantage_pistar",
         "actvantage_outcome",
+        "actvantage_or_outcome",
+        "actvantage_and_outcome",
     ]
     assert results["complete"] and list(results["per_seed"]["0"]) == arms and results["threads"] == 1
     for arm, rounds in results["per_seed"]["0"].items():
@@ -287,9 +289,10 @@ def test_recap_quick(tmp_path):
         assert second["episodes"] == first["episodes"] + 2
         assert second["frames"] == first["frames"] + collected["env_steps"]
         assert second["intervention_frames"] == collected["intervention_frames"]
-        labels = [arm, f"{arm}_beta1.5"] if arm.startswith("actvantage") else [arm]
+        labels = [arm, f"{arm}_beta1.5", f"{arm}_beta2"] if arm.startswith("actvantage") else [arm]
         assert list(second["eval"]) == labels and second["eval"][arm]["episodes"] == 2
-        if arm in ("rabc", "actvantage", "actvantage_pistar"):  # a value model chosen on validation
+        if arm not in ("act_all", "filtered_bc", "weighted_bc", "actvantage_outcome"):
+            # a value model chosen on validation
             value_model = second["value_model"]
             assert value_model["chosen_step"] in (2, 4) and "voc_mean" in value_model["test"]
     # The outcome arm's positives are exactly filtered BC's frames, with no value model.
@@ -303,6 +306,16 @@ def test_recap_quick(tmp_path):
             filtered["train_frames"] / labelled["frames"], abs=1e-4
         )
     assert outcome[1]["positive_fraction_by_kind"]["correction"] == 1.0
+    # Round 0's data and value model are the same in every arm: the combined arms' positives are
+    # the advantage's or filtered BC's frames, and the frames both choose.
+    first_rounds = {arm: rounds[0] for arm, rounds in results["per_seed"]["0"].items()}
+    fraction = {arm: record.get("positive_fraction") for arm, record in first_rounds.items()}
+    assert first_rounds["actvantage_or_outcome"]["value_model"] == first_rounds["actvantage"]["value_model"]
+    assert fraction["actvantage_or_outcome"] >= max(fraction["actvantage"], fraction["actvantage_outcome"])
+    assert fraction["actvantage_and_outcome"] <= min(fraction["actvantage"], fraction["actvantage_outcome"])
+    assert fraction["actvantage_or_outcome"] + fraction["actvantage_and_outcome"] == pytest.approx(
+        fraction["actvantage"] + fraction["actvantage_outcome"], abs=2e-4
+    )
     # Corrections are forced positive; the record says which frames "positive" asks for.
     actvantage = results["per_seed"]["0"]["actvantage"][1]
     by_kind = actvantage["positive_fraction_by_kind"]
