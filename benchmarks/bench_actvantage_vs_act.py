@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -63,7 +62,7 @@ from rewact_tools import (
     write_progress_file,
 )
 from rewact_tools.advantage_display import positive_by_phase
-from rewact_tools.lerobot_compat import HAS_SAMPLE_WEIGHTING
+from rewact_tools.atomic import write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import closed_loop_stats  # noqa: E402
@@ -82,12 +81,10 @@ from common import (  # noqa: E402
     held_out_split,
     load_frames,
     pusht_dataset,
-    read_runs_to_merge,
     save_figure,
     train_policy,
 )
-
-from rewact_tools.atomic import write_json
+from harness import ResultsFile, add_run_arguments, finish_run_arguments, int_list, merge_runs, unchanged  # noqa: E402
 
 KEYS = ("observation.state", "observation.environment_state")
 DEFAULT_MIX = "clean=240,wronggoal=360"
@@ -483,13 +480,15 @@ def print_table(results: dict) -> None:
                 print(f"  {label:<24} {cells}")
 
 
-def merge_results(paths: list[Path], output: Path) -> dict:
-    """One results file from runs of other training seeds with the same data and settings."""
-    shared = ("quick", "dataset", "model", "steps", "batch_size", "lr", "value_model", "eval", "arms")
-    runs = read_runs_to_merge(paths, shared)
-    per_seed = {seed: arms for run in runs for seed, arms in run["per_seed"].items()}
+MERGE_SHARED = ("quick", "dataset", "model", "steps", "batch_size", "lr", "value_model", "eval", "arms")
+
+
+def merge_results(sources: list[str], seeds: list[int] | None, output: Path) -> dict:
+    """One results file from runs of other training seeds (or, renamed with `PATH:arm=label`, other
+    settings) with the same data, value model and evaluation (`harness.merge_runs`)."""
+    runs, per_seed = merge_runs(sources, MERGE_SHARED, seeds, unchanged)
     merged = {**runs[0], "per_seed": per_seed, "seeds": sorted(int(s) for s in per_seed)}
-    merged |= summaries(per_seed) | {"merged_from": [path.name for path in paths]}
+    merged |= summaries(per_seed) | {"merged_from": [Path(source).name for source in sources]}
     merged["wall_seconds"] = max(run["wall_seconds"] for run in runs)
     write_json(output, merged)
     return merged
@@ -499,26 +498,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="tiny data and model, 2 eval episodes (seconds)")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads per worker (pinned; default 1)"
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="processes generating the data and running the value model and (arm, seed) jobs; "
-        "one per core (default 1)",
-    )
+    add_run_arguments(parser, ARMS)
     parser.add_argument("--seed", type=int, default=0, help="dataset and value-model seed")
-    parser.add_argument(
-        "--seeds", default=None, help="policy training seeds, comma-separated (default 0,1,2)"
-    )
-    parser.add_argument(
-        "--arms",
-        default=None,
-        help=f"comma-separated, of {', '.join(ARMS)} (default: all; rabc needs LeRobot >= 0.6)",
-    )
     add_dataset_arguments(parser, default_mix=DEFAULT_MIX)
     parser.add_argument("--value-steps", type=int, default=None, help="value-model steps (default 3000)")
     parser.add_argument("--value-eval-every", type=int, default=None, help="validation period (default 500)")
@@ -558,53 +539,39 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-max-steps", type=int, default=None, help="step cap per eval episode (300)")
     parser.add_argument("--env-batch", type=int, default=10, help="envs rolled out together")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where generated datasets are cached")
-    parser.add_argument("--output", type=Path, default=None, help="results JSON (a PNG beside it)")
-    parser.add_argument("--merge", type=Path, nargs="+", default=None, help="join these runs into --output")
     args = parser.parse_args()
-    if args.merge and args.output is None:
-        parser.error("--merge needs --output")
-    defaults = {
-        "seeds": "0" if args.quick else "0,1,2",
-        "mix": "clean=4,wronggoal=4" if args.quick else DEFAULT_MIX,
-        "max_steps": 160 if args.quick else 300,  # quick: long enough for some clean successes
-        "value_steps": 4 if args.quick else 3000,
-        "value_eval_every": 2 if args.quick else 500,
-        "steps": 4 if args.quick else 8000,
-        "checkpoints": "2,4" if args.quick else "2000,4000,8000",
-        "eval_episodes": 2 if args.quick else 50,
-        "eval_max_steps": 10 if args.quick else 300,
-        "arms": ",".join(arm for arm in ARMS if arm != "rabc" or HAS_SAMPLE_WEIGHTING),
-    }
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    finish_run_arguments(
+        parser,
+        args,
+        ARMS,
+        {
+            "mix": ("clean=4,wronggoal=4", DEFAULT_MIX),
+            "max_steps": (160, 300),  # quick: long enough for some clean successes
+            "value_steps": (4, 3000),
+            "value_eval_every": (2, 500),
+            "steps": (4, 8000),
+            "checkpoints": ("2,4", "2000,4000,8000"),
+            "eval_episodes": (2, 50),
+            "eval_max_steps": (10, 300),
+        },
+    )
     if args.quick:
         args.batch_size = min(args.batch_size, 8)
         args.env_batch = min(args.env_batch, 2)
         args.hold_out_every = 2
-    args.seeds = [int(seed) for seed in str(args.seeds).split(",")]
     args.betas = [float(beta) for beta in args.betas.split(",")]
-    args.checkpoints = sorted({int(step) for step in str(args.checkpoints).split(",")} | {args.steps})
-    args.arms = args.arms.split(",")
-    unknown = [arm for arm in args.arms if arm not in ARMS]
-    if unknown:
-        parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
-    if args.workers < 1:
-        parser.error(f"--workers must be at least 1, got {args.workers}")
-    if "rabc" in args.arms and not HAS_SAMPLE_WEIGHTING:
-        parser.error("the rabc arm needs LeRobot >= 0.6 (sample_weighting); leave it out with --arms")
+    args.checkpoints = sorted(set(int_list(args.checkpoints)) | {args.steps})
     return args
 
 
 def main() -> None:
     args = parse_args()
     if args.merge:
-        results = merge_results(args.merge, args.output)
+        results = merge_results(args.merge, args.merge_seeds, args.output)
         print_table(results)
         plot_results(results, args.output.with_suffix(".png"))
         return
     torch.set_num_threads(args.threads)
-    started = time.perf_counter()
     dataset, frames = load_data(args, workers=args.workers)
     outcomes = load_episode_outcomes(dataset)
     settings = episode_settings(dataset)
@@ -640,6 +607,7 @@ def main() -> None:
         "seeds_requested": args.seeds,
         "complete": False,
     }
+    results_file = ResultsFile(args.output, results)
     finished: dict[tuple[int, str], dict] = {}
 
     def on_value(report: dict, advantages: dict) -> None:
@@ -664,15 +632,11 @@ def main() -> None:
             }
             for s in args.seeds
         }
-        results["wall_seconds"] = round(time.perf_counter() - started, 1)
-        # Written after every arm, so a long run that is stopped keeps what it finished.
-        if args.output:
-            write_json(args.output, results)
+        results_file.save()
 
     run_jobs(args, dataset, frames, returns, outcomes, settings, on_value, on_arm)
     results |= {"seeds": args.seeds, **summaries(results["per_seed"]), "complete": True}
-    if args.output:
-        write_json(args.output, results)
+    results_file.save()
     print_table(results)
     if args.output:
         plot_results(results, args.output.with_suffix(".png"))

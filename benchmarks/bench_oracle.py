@@ -57,10 +57,10 @@ from common import (  # noqa: E402
     evaluate_pusht,
     load_frames,
     pusht_dataset,
-    read_runs_to_merge,
     save_figure,
     train_policy,
 )
+from harness import add_run_arguments, finish_run_arguments, int_list, read_runs  # noqa: E402
 
 from rewact_tools.atomic import write_json
 from rewact_tools.pusht import EPISODES_SIDECAR
@@ -295,9 +295,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="tiny data and model, 2 eval episodes (seconds)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned; default 1)")
-    parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
+    add_run_arguments(parser, list(ARMS), seeds=False)
     parser.add_argument("--episodes", type=int, default=None, help="clean demonstrations (default 300)")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed")
     parser.add_argument("--train-seed", type=int, default=0, help="initialisation and batch-order seed")
@@ -316,40 +314,29 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=None, help="per rollout set (default 50)")
     parser.add_argument("--eval-seed", type=int, default=7, help="gym-pusht reset seeds of fresh starts")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    parser.add_argument("--output", type=Path, default=None, help="results JSON (a PNG beside it)")
-    parser.add_argument(
-        "--merge",
-        type=Path,
-        nargs="+",
-        default=None,
-        help="instead of training: join the arms of these results files (runs made in parallel) into --output",
-    )
     args = parser.parse_args()
-    if args.merge and args.output is None:
-        parser.error("--merge needs --output")
-    defaults = {
-        "episodes": 4 if args.quick else 300,
-        "max_steps": 40 if args.quick else 300,
-        "steps": 4 if args.quick else 4000,
-        "checkpoints": "2,4" if args.quick else "1000,2000,4000",
-        "eval_episodes": 2 if args.quick else 50,
-    }
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
+    finish_run_arguments(
+        parser,
+        args,
+        list(ARMS),
+        {
+            "episodes": (4, 300),
+            "max_steps": (40, 300),
+            "steps": (4, 4000),
+            "checkpoints": ("2,4", "1000,2000,4000"),
+            "eval_episodes": (2, 50),
+        },
+    )
     args.eval_max_steps = 10 if args.quick else 300
-    args.checkpoints = [int(step) for step in str(args.checkpoints).split(",")]
-    args.arms = args.arms.split(",")
-    unknown = [arm for arm in args.arms if arm not in ARMS]
-    if unknown:
-        parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
+    args.checkpoints = int_list(args.checkpoints)
     return args
 
 
-def merge_results(paths: list[Path], output: Path) -> dict:
+def merge_results(sources: list[str], output: Path) -> dict:
     """One results file from several runs of this benchmark with the same settings but other arms."""
     shared = ("quick", "episodes", "seed", "train_seed", "eval_seed", "eval_episodes", "steps", "batch_size")
-    runs = read_runs_to_merge(paths, shared)
+    paths = [Path(source) for source in sources]
+    runs = read_runs(paths, shared)
     merged = {**runs[0], "arms": {}, "merged_from": [path.name for path in paths]}
     for run in runs:
         merged["arms"].update(run["arms"])

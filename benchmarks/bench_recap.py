@@ -56,7 +56,6 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-import time
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -71,7 +70,6 @@ from rewact_tools import compute_advantages, load_episode_outcomes, make_pre_pos
 from rewact_tools.advantage_display import positive_by_phase
 from rewact_tools.advantages import THRESHOLD_GROUPS
 from rewact_tools.atomic import write_json
-from rewact_tools.lerobot_compat import HAS_SAMPLE_WEIGHTING
 from rewact_tools.metrics import reward_model_metrics
 from rewact_tools.takeovers import CREDITS, credited_frames, pre_takeover_index
 
@@ -91,11 +89,11 @@ from common import (  # noqa: E402
     load_frames,
     pusht_corrections,
     pusht_dataset,
-    read_runs_to_merge,
     roll_out_pusht,
     save_figure,
     train_policy,
 )
+from harness import ResultsFile, add_run_arguments, finish_run_arguments, merge_runs  # noqa: E402
 
 KEYS = ("observation.state", "observation.environment_state")
 DEFAULT_MIX = "clean=120,detour=60,giveup=120"
@@ -791,16 +789,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="tiny data and model, 2 eval episodes (seconds)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per worker (default 1)")
-    parser.add_argument("--workers", type=int, default=1, help="processes running (arm, seed) chains")
+    add_run_arguments(parser, ARMS)
     parser.add_argument("--seed", type=int, default=0, help="round-0 dataset seed")
-    parser.add_argument("--seeds", default=None, help="training seeds, comma-separated (default 0,1,2)")
-    parser.add_argument(
-        "--arms",
-        default=None,
-        help=f"comma-separated, of {', '.join(ARMS)} (default: all; rabc needs LeRobot >= 0.6)",
-    )
     add_dataset_arguments(parser, default_mix=DEFAULT_MIX)
     parser.add_argument("--rounds", type=int, default=None, help="rounds after round 0 (default 2)")
     parser.add_argument(
@@ -905,38 +895,26 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--env-batch", type=int, default=10)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    parser.add_argument("--output", type=Path, default=None, help="results JSON (a PNG beside it)")
-    parser.add_argument(
-        "--merge",
-        nargs="+",
-        metavar="PATH[:ARM=LABEL,...]",
-        help="join these results files into --output (renaming arms) instead of running",
-    )
-    parser.add_argument(
-        "--merge-seeds", default=None, help="with --merge: the seeds to keep, comma-separated"
-    )
     args = parser.parse_args()
     args.guided_beta = [float(beta) for beta in args.guided_beta.split(",") if float(beta) not in (0.0, 1.0)]
-    if args.merge_seeds is not None:
-        args.merge_seeds = [int(seed) for seed in args.merge_seeds.split(",")]
-    defaults = {
-        "seeds": "0" if args.quick else "0,1,2",
-        "mix": "clean=4,giveup=4" if args.quick else DEFAULT_MIX,
-        "max_steps": 160 if args.quick else 300,
-        "rounds": 1 if args.quick else 2,
-        "steps": 4 if args.quick else 6000,
-        "finetune_steps": 2 if args.quick else 2000,
-        "value_steps": 4 if args.quick else 3000,
-        "value_eval_every": 2 if args.quick else 500,
-        "hold_out_every": 2 if args.quick else 10,
-        "rollout_episodes": 2 if args.quick else 50,
-        "eval_episodes": 2 if args.quick else 50,
-        "eval_max_steps": 40 if args.quick else 300,
-        "arms": ",".join(arm for arm in ARMS if arm != "rabc" or HAS_SAMPLE_WEIGHTING),
-    }
-    for name, value in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
+    finish_run_arguments(
+        parser,
+        args,
+        ARMS,
+        {
+            "mix": ("clean=4,giveup=4", DEFAULT_MIX),
+            "max_steps": (160, 300),
+            "rounds": (1, 2),
+            "steps": (4, 6000),
+            "finetune_steps": (2, 2000),
+            "value_steps": (4, 3000),
+            "value_eval_every": (2, 500),
+            "hold_out_every": (2, 10),
+            "rollout_episodes": (2, 50),
+            "eval_episodes": (2, 50),
+            "eval_max_steps": (40, 300),
+        },
+    )
     if args.quick:
         args.batch_size = min(args.batch_size, 8)
         args.env_batch = min(args.env_batch, 2)
@@ -944,17 +922,10 @@ def parse_args() -> argparse.Namespace:
         args.correction_steps = min(args.correction_steps, 5)
     if args.pre_takeover_window is None:
         args.pre_takeover_window = args.patience
-    args.seeds = [int(seed) for seed in str(args.seeds).split(",")]
-    args.arms = args.arms.split(",")
-    unknown = [arm for arm in args.arms if arm not in ARMS]
-    if unknown:
-        parser.error(f"unknown arm(s) {unknown}; known: {', '.join(ARMS)}")
-    if "rabc" in args.arms and not HAS_SAMPLE_WEIGHTING:
-        parser.error("the rabc arm needs LeRobot >= 0.6 (sample_weighting); leave it out with --arms")
     if not 0.0 < args.negative_weight <= 1.0:
         parser.error(f"--negative-weight must lie in (0, 1], got {args.negative_weight}")
-    if args.workers < 1 or args.rounds < 0 or args.finetune_steps < 0:
-        parser.error("--workers must be at least 1, --rounds and --finetune-steps at least 0")
+    if args.rounds < 0 or args.finetune_steps < 0:
+        parser.error("--rounds and --finetune-steps must be at least 0")
     args.corrections = pusht_corrections(args.patience, args.correction_steps) if args.corrections else None
     return args
 
@@ -963,40 +934,16 @@ MERGE_SHARED = ("dataset", "eval", "rounds", "steps", "finetune_steps", "rollout
 
 
 def merge_results(sources: list[str], seeds: list[int] | None, output: Path) -> dict:
-    """Runs joined into one results file, per seed every arm of every run, with the summary and
-    plot. `PATH:arm=label,...` renames a run's arms (and their guided variants) first, so runs of
-    one arm with other settings (each round's record keeps its recipe) sit side by side. The runs
-    must share the data, evaluation and schedule (`MERGE_SHARED`); an arm in two runs is refused.
-    `seeds` keeps those seeds only; every arm must be in each seed kept."""
-    paths, renames = [], []
-    for source in sources:
-        path, _, mapping = source.partition(":")
-        paths.append(Path(path))
-        renames.append(dict(pair.split("=", 1) for pair in mapping.split(",") if pair))
-    runs = read_runs_to_merge(paths, MERGE_SHARED)
-    per_seed: dict[str, dict] = {}
-    for path, run, rename in zip(paths, runs, renames, strict=True):
-        for seed, arms in run["per_seed"].items():
-            if seeds is not None and int(seed) not in seeds:
-                continue
-            for arm, rounds in arms.items():
-                label = rename.get(arm, arm)
-                if label in per_seed.setdefault(seed, {}):
-                    raise SystemExit(
-                        f"--merge: {path} has {label} of seed {seed} again; rename it (PATH:{arm}=NAME)"
-                    )
-                per_seed[seed][label] = [
-                    {**record, "eval": {label + name[len(arm) :]: e for name, e in record["eval"].items()}}
-                    for record in rounds
-                ]
-    arms = {seed: sorted(by_arm) for seed, by_arm in per_seed.items()}
-    if len({tuple(names) for names in arms.values()}) > 1:
-        raise SystemExit(f"--merge: the seeds have different arms {arms}; keep common seeds with --seeds")
+    """Runs joined into one results file (`harness.merge_runs`), with the summary and plot.
+    `PATH:arm=label,...` renames a run's arms (and their guided variants) first, so runs of one arm
+    with other settings (each round's record keeps its recipe) sit side by side. The runs must share
+    the data, evaluation and schedule (`MERGE_SHARED`)."""
+    runs, per_seed = merge_runs(sources, MERGE_SHARED, seeds, _relabel_rounds)
     merged = {
         **runs[0],
         "per_seed": per_seed,
         "seeds": sorted(int(seed) for seed in per_seed),
-        "arms": next(iter(arms.values())),
+        "arms": sorted(next(iter(per_seed.values()))),
         "merged_from": [str(path) for path in sources],
         "wall_seconds": sum(run.get("wall_seconds", 0) for run in runs),
         "summary": summarise(per_seed, runs[0]["rounds"]),
@@ -1006,15 +953,20 @@ def merge_results(sources: list[str], seeds: list[int] | None, output: Path) -> 
     return merged
 
 
+def _relabel_rounds(rounds: list[dict], arm: str, label: str) -> list[dict]:
+    """A renamed arm's rounds, its evaluations (the arm and its guided variants) under `label`."""
+    return [
+        {**record, "eval": {label + name[len(arm) :]: e for name, e in record["eval"].items()}}
+        for record in rounds
+    ]
+
+
 def main() -> None:
     args = parse_args()
     if args.merge:
-        if args.output is None:
-            raise SystemExit("--merge needs --output")
         print_table(merge_results(args.merge, args.merge_seeds, args.output))
         return
     torch.set_num_threads(args.threads)
-    started = time.perf_counter()
     dataset, base = load_data(args, workers=args.workers)
     results = {
         "benchmark": "recap",
@@ -1061,19 +1013,18 @@ def main() -> None:
         "per_seed": {},
     }
 
+    results_file = ResultsFile(args.output, results)
+
     def on_chain(arm: str, seed: int, rounds: list[dict]) -> None:
         per_seed = results["per_seed"].setdefault(str(seed), {})
         per_seed[arm] = rounds
         results["per_seed"][str(seed)] = {name: per_seed[name] for name in args.arms if name in per_seed}
-        results["wall_seconds"] = round(time.perf_counter() - started, 1)
-        if args.output:  # after every chain, so a stopped run keeps what it finished
-            write_json(args.output, results)
+        results_file.save()
 
     run_jobs(args, on_chain)
     results |= {"summary": summarise(results["per_seed"], args.rounds), "complete": True}
-    results["wall_seconds"] = round(time.perf_counter() - started, 1)
+    results_file.save()
     if args.output:
-        write_json(args.output, results)
         plot_results(results, args.output.with_suffix(".png"))
     print_table(results)
     if args.output:
