@@ -938,7 +938,7 @@ def merge_results(sources: list[str], seeds: list[int] | None, output: Path) -> 
     `PATH:arm=label,...` renames a run's arms (and their guided variants) first, so runs of one arm
     with other settings (each round's record keeps its recipe) sit side by side. The runs must share
     the data, evaluation and schedule (`MERGE_SHARED`)."""
-    runs, per_seed = merge_runs(sources, MERGE_SHARED, seeds, _relabel_rounds)
+    runs, per_seed = merge_runs(sources, MERGE_SHARED, seeds, _relabel_rounds, _with_stall_signal)
     merged = {
         **runs[0],
         "per_seed": per_seed,
@@ -951,6 +951,14 @@ def merge_results(sources: list[str], seeds: list[int] | None, output: Path) -> 
     write_json(output, merged)
     plot_results(merged, output.with_suffix(".png"))
     return merged
+
+
+def _with_stall_signal(run: dict) -> dict:
+    """Runs recorded before the corrections' stall signal was: their corrector watched the env's
+    coverage too (`common.pusht_corrections`)."""
+    if run.get("corrections") is not None and "stall_signal" not in run["corrections"]:
+        run["corrections"] = {**run["corrections"], "stall_signal": "env"}
+    return run
 
 
 def _relabel_rounds(rounds: list[dict], arm: str, label: str) -> list[dict]:

@@ -29,6 +29,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.utils.constants import ACTION
 from tqdm.auto import tqdm
 
+from lerobot_policy_rewact.control_mode import INTERVENTION
 from rewact_tools import compute_values, reward_model_metrics
 from rewact_tools.lerobot_compat import dataset_to_policy_features
 from rewact_tools.pusht import (
@@ -36,11 +37,9 @@ from rewact_tools.pusht import (
     HAND_SPEED,
     GenerationConfig,
     generate_pusht_dataset,
-    make_env,
     parse_mix,
 )
-from rewact_tools.pusht.corrector import PushTCorrector
-from rewact_tools.rollouts import CorrectionSettings, EpisodeCorrections
+from rewact_tools.rollouts import CorrectionSettings, PolicyRunner, RolloutSettings, make_env_spec, roll_out
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "data" / "benchmarks"
@@ -143,17 +142,6 @@ def held_out_split(outcomes: Mapping[int, bool | None], every: int) -> tuple[lis
     if not held_out:
         raise ValueError(f"Holding out every {every}-th of {len(outcomes)} episodes leaves none held out")
     return sorted(set(outcomes) - set(held_out)), sorted(held_out)
-
-
-def read_runs_to_merge(paths: Sequence[Path], shared: Iterable[str]) -> list[dict]:
-    """The results files of runs made in parallel, refused unless they agree on every `shared` key."""
-    runs = [json.loads(Path(path).read_text()) for path in paths]
-    keys = list(shared)
-    for path, run in zip(paths[1:], runs[1:], strict=True):
-        differing = [key for key in keys if run.get(key) != runs[0].get(key)]
-        if differing:
-            raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(differing)}")
-    return runs
 
 
 # ------------------------------------------------------------------------------------------------
@@ -422,7 +410,11 @@ def pusht_corrections(patience: int, duration: int, max_takeovers: int = 3) -> C
     for `duration` steps and hands back, at most `max_takeovers` times an episode. The stall signal
     is the env's own coverage, a perfect progress detector, the same for every arm."""
     return CorrectionSettings(
-        stall_steps=patience, stall_epsilon=0.01, steps=duration, max_takeovers=max_takeovers
+        stall_steps=patience,
+        stall_signal="env",
+        stall_epsilon=0.01,
+        steps=duration,
+        max_takeovers=max_takeovers,
     )
 
 
@@ -490,82 +482,27 @@ def roll_out_pusht(
     corrections: CorrectionSettings | None = None,
 ) -> list[RolloutEpisode]:
     """One recorded gym-pusht episode per reset seed, `env_batch` envs at a time, the policy in eval
-    mode; with `corrections`, a scripted corrector takes over where the policy stalls."""
+    mode; with `corrections`, a scripted corrector takes over where the policy stalls. The library's
+    rollout loop (`rewact_tools.rollouts.roll_out`, what `collect_rollouts.py` records) in LeRobot's
+    pusht env with keypoint observations, its episodes kept in memory."""
     policy.eval()
-    rollouts: list[RolloutEpisode] = []
-    with tqdm(total=len(seeds), desc=desc, unit="episode") as bar:
-        for first in range(0, len(seeds), env_batch):
-            batch_seeds = list(seeds[first : first + env_batch])
-            rollouts += _rollout_batch(
-                policy, preprocessor, postprocessor, batch_seeds, max_steps, corrections
-            )
-            bar.update(len(batch_seeds))
-    return rollouts
-
-
-def _rollout_batch(
-    policy: Any,
-    preprocessor: Callable[[dict], dict],
-    postprocessor: Callable[[Any], Any],
-    seeds: list[int],
-    max_steps: int,
-    corrections: CorrectionSettings | None,
-) -> list[RolloutEpisode]:
-    """Episodes of `seeds` side by side; a finished env is not stepped again and its row of the
-    policy's batch is ignored. When a corrector hands back, the policy's action queue is cleared
-    (for the whole batch: LeRobot's queue is shared) so it acts on what it now sees."""
-    envs = [make_env(max_steps) for _ in seeds]
-    observations = [env.reset(seed=s)[0] for env, s in zip(envs, seeds, strict=True)]
-    episodes = [RolloutEpisode(seed=s) for s in seeds]
-    correctors = (
-        [
-            EpisodeCorrections(corrections, PushTCorrector(env.unwrapped, s), s)
-            for env, s in zip(envs, seeds, strict=True)
-        ]
-        if corrections
-        else None
+    spec = make_env_spec("pusht", obs_type="environment_state_agent_pos", max_steps=max_steps)
+    settings = RolloutSettings(
+        episodes=len(seeds), batch_size=env_batch, corrections=corrections or CorrectionSettings()
     )
-    active = [True] * len(envs)
-    policy.reset()
-    with torch.inference_mode():
-        for _ in range(max_steps):
-            if not any(active):
-                break
-            batch = {
-                "observation.state": torch.tensor(
-                    np.stack([o["agent_pos"] for o in observations]), dtype=torch.float32
-                ),
-                "observation.environment_state": torch.tensor(
-                    np.stack([o["environment_state"] for o in observations]), dtype=torch.float32
-                ),
-            }
-            actions = postprocessor(policy.select_action(preprocessor(batch))).detach().cpu().numpy()
-            for i, env in enumerate(envs):
-                if not active[i]:
-                    continue
-                episode, action = episodes[i], actions[i]
-                expert_action = None if correctors is None else correctors[i].step(episode.max_coverage)
-                corrected = expert_action is not None
-                if corrected:
-                    action = expert_action
-                episode.state.append(np.asarray(observations[i]["agent_pos"], dtype=np.float32))
-                episode.environment_state.append(
-                    np.asarray(observations[i]["environment_state"], dtype=np.float32)
-                )
-                episode.action.append(np.asarray(action, dtype=np.float32))
-                episode.intervention.append(corrected)
-                observations[i], _, terminated, truncated, info = env.step(action)
-                episode.max_coverage = max(episode.max_coverage, float(info["coverage"]))
-                if terminated or truncated:
-                    episode.success = bool(info["is_success"])
-                    active[i] = False
-            if correctors is not None and any(c.policy_reset_due for c in correctors):
-                policy.reset()
-                for corrector in correctors:
-                    corrector.policy_reset_due = False
-    for env in envs:
-        env.close()
-    return episodes
+    runner = PolicyRunner(policy, preprocessor, postprocessor)
+    return [
+        RolloutEpisode(
+            seed=record.seed,
+            state=[frame["observation.state"] for frame in frames],
+            environment_state=[frame["observation.environment_state"] for frame in frames],
+            action=[frame[ACTION] for frame in frames],
+            intervention=[bool(frame[INTERVENTION][0]) for frame in frames],
+            success=record.success,
+            max_coverage=record.max_env_progress,
+        )
+        for frames, record in roll_out(runner, spec, settings, seeds=seeds, desc=desc)
+    ]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -93,9 +93,13 @@ class ResultsFile:
             write_json(self.path, self.results)
 
 
-def read_runs(paths: Sequence[Path], shared: Sequence[str]) -> list[dict]:
-    """The results files of runs to merge, refused unless they agree on every `shared` key."""
+def read_runs(
+    paths: Sequence[Path], shared: Sequence[str], upgrade: Callable[[dict], dict] | None = None
+) -> list[dict]:
+    """The results files of runs to merge (each through `upgrade`, which fills in what older files
+    did not record), refused unless they agree on every `shared` key."""
     runs = [json.loads(Path(path).read_text()) for path in paths]
+    runs = runs if upgrade is None else [upgrade(run) for run in runs]
     for path, run in zip(paths[1:], runs[1:], strict=True):
         differing = [key for key in shared if run.get(key) != runs[0].get(key)]
         if differing:
@@ -108,6 +112,7 @@ def merge_runs(
     shared: Sequence[str],
     seeds: Sequence[int] | None,
     relabel: Callable[[Any, str, str], Any],
+    upgrade: Callable[[dict], dict] | None = None,
 ) -> tuple[list[dict], dict[str, dict]]:
     """The runs of `sources` (`PATH` or `PATH:arm=label,...`) and their results per seed, joined.
 
@@ -120,7 +125,7 @@ def merge_runs(
         path, _, mapping = source.partition(":")
         paths.append(Path(path))
         renames.append(dict(pair.split("=", 1) for pair in mapping.split(",") if pair))
-    runs = read_runs(paths, shared)
+    runs = read_runs(paths, shared, upgrade)
     per_seed: dict[str, dict] = {}
     for path, run, rename in zip(paths, runs, renames, strict=True):
         for seed, results in run["per_seed"].items():

@@ -24,7 +24,8 @@ detects the env's success. --end-on-model-success ends an episode on the frame t
 success.
 
 Simulated corrections (PushT: the built-in dataset's scripted expert) take over when the reward
-model's progress has not risen by more than --stall-epsilon for --correct-stall steps, or at random
+model's progress (or, with --stall-signal env, the env's own: PushT's coverage, ground truth that
+needs no reward model) has not risen by more than --stall-epsilon for --correct-stall steps, or at random
 with probability --correct-random per step, drive for --correct-steps steps, and hand back; the
 policy's action queue is emptied before it acts again.
 
@@ -112,7 +113,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--correct-stall",
         type=positive_int,
         metavar="K",
-        help="take over after K steps without a rise in the reward model's progress",
+        help="take over after K steps without a rise in progress (the reward model's, by default)",
+    )
+    correct.add_argument(
+        "--stall-signal",
+        choices=("model", "env"),  # CorrectionSettings.stall_signal (importing it would load torch)
+        default="model",
+        help="whose progress --correct-stall watches: the reward model's prediction (model, the "
+        "default) or the env's own (env: PushT's coverage; no reward model needed)",
     )
     correct.add_argument(
         "--stall-epsilon",
@@ -169,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         end_on_model_success=args.end_on_model_success,
         corrections=CorrectionSettings(
             stall_steps=args.correct_stall,
+            stall_signal=args.stall_signal,
             stall_epsilon=args.stall_epsilon,
             random_rate=args.correct_random,
             steps=args.correct_steps,

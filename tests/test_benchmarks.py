@@ -222,7 +222,17 @@ class _StandStill:
     """A policy that commands the agent to stay where it is: it never moves the block."""
 
     def __init__(self):
+        from lerobot.configs.types import FeatureType, PolicyFeature
+        from lerobot.policies.act.configuration_act import ACTConfig
+
         self.resets = 0
+        self.config = ACTConfig(
+            input_features={
+                "observation.state": PolicyFeature(FeatureType.STATE, (2,)),
+                "observation.environment_state": PolicyFeature(FeatureType.ENV, (16,)),
+            },
+            output_features={"action": PolicyFeature(FeatureType.ACTION, (2,))},
+        )
 
     def eval(self):
         return self
@@ -643,3 +653,39 @@ def test_oracle_merge_joins_parallel_runs(tmp_path):
     assert output.with_suffix(".png").stat().st_size > 0
     refused = merge_oracle_results(first, other, output=output)
     assert refused.returncode != 0 and "differs" in refused.stderr and "steps" in refused.stderr
+
+
+def test_harness_merge_renames_an_arm_and_its_guided_variants_only(tmp_path):
+    """`PATH:arm=label` renames the arm and its `_beta` variants, not another arm that shares its
+    prefix; runs that differ in a shared key, a label twice and seeds with other arms are refused."""
+    import harness
+
+    def write(name: str, per_seed: dict, **shared) -> Path:
+        path = tmp_path / name
+        path.write_text(json.dumps({"per_seed": per_seed, "dataset": "d", **shared}))
+        return path
+
+    first = write("a.json", {"0": {"actvantage": 1, "actvantage_beta1.5": 2, "actvantage_pistar": 3}})
+    second = write("b.json", {"0": {"actvantage": 4, "actvantage_beta1.5": 5}, "1": {"actvantage": 6}})
+
+    def relabel(result, arm, label):
+        return (result, arm, label)
+
+    runs, per_seed = harness.merge_runs(
+        [first, f"{second}:actvantage=copy"], ["dataset"], seeds=[0], relabel=relabel
+    )
+    assert len(runs) == 2 and set(per_seed) == {"0"}
+    assert per_seed["0"] == {
+        "actvantage": 1,
+        "actvantage_beta1.5": 2,
+        "actvantage_pistar": 3,
+        "copy": (4, "actvantage", "copy"),
+        "copy_beta1.5": (5, "actvantage", "copy"),
+    }
+    with pytest.raises(SystemExit, match="has actvantage of seed 0 again"):
+        harness.merge_runs([first, second], ["dataset"], seeds=[0], relabel=relabel)
+    with pytest.raises(SystemExit, match="different arms"):
+        harness.merge_runs([f"{second}:actvantage=copy", first], ["dataset"], seeds=None, relabel=relabel)
+    other = write("c.json", {"0": {}}, dataset="other")
+    with pytest.raises(SystemExit, match="differs from .* in dataset"):
+        harness.merge_runs([first, other], ["dataset"], seeds=None, relabel=relabel)

@@ -35,9 +35,11 @@ from rewact_tools.rollouts import (
     EpisodeCorrections,
     PolicyRunner,
     ProgressModel,
+    RolloutEnv,
     RolloutSettings,
     collect_rollouts,
     make_env_spec,
+    roll_out,
 )
 from rewact_tools.rollouts.recorder import recorded_stall_patience, staging_folder
 from rewact_tools.values import compute_values
@@ -309,6 +311,71 @@ def test_stall_corrections_in_a_rollout(checkpoints, tmp_path):
     assert recorded_stall_patience(tmp_path / "stall") == 2
 
 
+def test_the_envs_own_progress_drives_corrections_without_a_reward_model(checkpoints, tmp_path):
+    """`stall_signal="env"`: PushT's coverage is the stall signal (0 before the first step), and each
+    record keeps the highest coverage the env reported."""
+    settings = CorrectionSettings(stall_steps=2, stall_signal="env", steps=2)
+    records = collect(
+        tmp_path / "env", runner(checkpoints["rewact"]), max_steps=12, episodes=2, corrections=settings
+    )
+    dataset = LeRobotDataset("local/rollouts", root=tmp_path / "env")
+    for episode, record in enumerate(records):
+        assert record.takeovers >= 1 and record.interventions == int(
+            episode_column(dataset, "intervention", episode).sum()
+        )
+        # gym-pusht's reward is the coverage over its success threshold 0.95, clipped at 1.
+        rewards = episode_column(dataset, "next.reward", episode)
+        assert record.max_env_progress == pytest.approx(0.95 * rewards.max(), abs=1e-6)
+    with pytest.raises(ValueError, match="needs --reward-model"):
+        collect(
+            tmp_path / "model",
+            runner(checkpoints["rewact"]),
+            episodes=1,
+            corrections=CorrectionSettings(stall_steps=2),
+        )
+    with pytest.raises(ValueError, match="--stall-signal must be one of"):
+        CorrectionSettings(stall_steps=2, stall_signal="oracle")
+
+
+def test_in_memory_rollouts_are_what_collect_rollouts_writes(keypoint_round, checkpoints):
+    root, records = keypoint_round
+    settings = RolloutSettings(episodes=3, batch_size=2, seed=5)
+    spec = make_env_spec("pusht", obs_type=KEYPOINTS, max_steps=MAX_STEPS)
+    episodes = roll_out(
+        runner(checkpoints["rewact"]), spec, settings, watcher(checkpoints["rewact"]), progress=False
+    )
+    dataset = LeRobotDataset("local/rollouts", root=root)
+    assert [record.as_dict() for _, record in episodes] == [record.as_dict() for record in records]
+    for episode, (frames, _) in enumerate(episodes):
+        for key in ("action", "observation.environment_state", "rewact.progress", "intervention"):
+            np.testing.assert_array_equal(
+                np.stack([frame[key] for frame in frames]).reshape(
+                    -1, *episode_column(dataset, key, episode).shape[1:]
+                ),
+                episode_column(dataset, key, episode),
+            )
+    # Other reset seeds: seed 7 alone is the round's last batch, its third episode.
+    (frames, record), *_ = roll_out(runner(checkpoints["rewact"]), spec, settings, seeds=[7], progress=False)
+    assert record.seed == 7
+    np.testing.assert_array_equal(
+        np.stack([frame["action"] for frame in frames]), episode_column(dataset, "action", 2)
+    )
+
+
+def test_an_ended_episodes_env_is_neither_stepped_nor_reset(checkpoints):
+    spec = make_env_spec("pusht", obs_type=KEYPOINTS, max_steps=MAX_STEPS)
+    env = RolloutEnv(spec, 2, runner(checkpoints["rewact"]).config)
+    try:
+        start = env.reset([0, 1])["observation.state"]
+        moved = env.step(np.full((2, 2), 300.0, dtype=np.float32), np.array([True, False]))
+        assert not torch.equal(moved.observation["observation.state"][0], start[0])
+        assert torch.equal(moved.observation["observation.state"][1], start[1])
+        assert list(moved.done) == [False, True] and moved.reward[1] == 0.0 and not moved.success[1]
+        assert moved.progress is not None and np.isnan(moved.progress[1]) and moved.progress[0] >= 0.0
+    finally:
+        env.close()
+
+
 class _CountingRunner(PolicyRunner):
     resets = 0
 
@@ -521,6 +588,19 @@ def test_script_prints_the_reward_models_detection_scores(checkpoints, tmp_path,
         (1, "model", True),
         (1, "model", True),
     ]
+
+
+def test_script_corrects_on_the_envs_own_progress_without_a_reward_model(checkpoints, tmp_path, capsys):
+    status, _, _ = run_main(
+        capsys,
+        *("--policy-path", checkpoints["rewact"], "--obs-type", KEYPOINTS, "--max-steps", 10),
+        *("--episodes", 1, "--root", tmp_path / "cli", "--correct-stall", 2, "--stall-signal", "env"),
+        *("--correct-steps", 2),
+    )
+    assert status == 0
+    (episode,) = sidecar(tmp_path / "cli")["episodes"]
+    assert episode["takeovers"] >= 1 and episode["interventions"] >= 2 and episode["max_env_progress"] >= 0.0
+    assert sidecar(tmp_path / "cli")["rounds"][0]["corrections"]["stall_signal"] == "env"
 
 
 def test_script_rejects_bad_input_in_one_line(checkpoints, tmp_path, capsys):

@@ -1,4 +1,5 @@
-"""Policy rollouts in LeRobot simulation envs, recorded as LeRobot datasets (SPEC §7).
+"""Policy rollouts in LeRobot simulation envs, recorded as LeRobot datasets (SPEC §7) or kept in
+memory (`roll_out`, what the benchmarks evaluate and collect with).
 
 `collect_rollouts` rolls any LeRobot policy checkpoint out in an env made by `lerobot.envs`' factory
 (`collect.py`), optionally with a RewACT reward model watching (`models.py`) and a scripted
@@ -14,6 +15,7 @@ from rewact_tools.rollouts.collect import (
     RolloutSettings,
     collect_rollouts,
     dataset_features,
+    roll_out,
 )
 from rewact_tools.rollouts.corrections import CorrectionSettings, EpisodeCorrections, ProgressStall
 from rewact_tools.rollouts.correctors import CORRECTORS
@@ -41,4 +43,5 @@ __all__ = [
     "collect_rollouts",
     "dataset_features",
     "make_env_spec",
+    "roll_out",
 ]

@@ -16,13 +16,14 @@ and `rewact.success` whether that reaches the success threshold; an episode's la
 model's success call, as its `next.success` carries the env's.
 
 When a corrector hands control back, the policy's queue is emptied (`policy.reset()`) before the
-policy acts again: it holds actions planned before the correction. The queue is the whole batch's,
-so the other envs replan at that step too.
+policy acts again in that env: it holds actions planned before or during the correction. The queue
+is the whole batch's, so the other envs replan at that step too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from rewact_tools.dataset_progress import datasets_progress_bars_disabled
 from rewact_tools.outcomes import DEFAULT_SUCCESS_THRESHOLD
 from rewact_tools.rollouts.corrections import CorrectionSettings, Corrector, EpisodeCorrections
 from rewact_tools.rollouts.correctors import corrector_factory
-from rewact_tools.rollouts.env import EnvSpec, RolloutEnv, frame_observation, observation_features
+from rewact_tools.rollouts.env import EnvSpec, RolloutEnv, frame_observations, observation_features
 from rewact_tools.rollouts.models import PolicyRunner, ProgressModel
 from rewact_tools.rollouts.recorder import RolloutDatasetWriter
 from rewact_tools.values import check_input_features
@@ -93,6 +94,8 @@ class EpisodeRecord:
     """`env` (success or the env's step limit) or `model` (`end_on_model_success`)."""
     final_progress: float | None = None
     model_success: bool | None = None
+    max_env_progress: float | None = None
+    """The highest progress the env itself reported (`rollouts.env.ENV_PROGRESS`), where it has one."""
     episode_index: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -133,29 +136,72 @@ def collect_rollouts(
     (new, or with `append` an existing rollout dataset with the same features). Returns the
     episodes' records in order, with their dataset indices. `round_info` (e.g. checkpoint paths)
     goes into the sidecar's entry for this run."""
-    if settings.corrections.stall_steps is not None and reward_model is None:
+    round_info = {
+        **(round_info or {}),
+        "env": env_spec.as_dict(),
+        "task": env_spec.task,
+        **settings.as_dict(),
+    }
+    records: list[EpisodeRecord] = []
+    with rollout_batches(policy, env_spec, settings, reward_model, progress=progress) as (features, batches):
+        writer = RolloutDatasetWriter(root, repo_id, features, env_spec.fps, round_info, append=append)
+        with writer, datasets_progress_bars_disabled():
+            for episodes in batches:
+                for frames, record in episodes:
+                    record.episode_index = writer.add_episode(frames, record.as_dict())
+                    records.append(record)
+                if settings.commit_every is not None and writer.pending >= settings.commit_every:
+                    writer.commit()
+    return records
+
+
+def roll_out(
+    policy: PolicyRunner,
+    env_spec: EnvSpec,
+    settings: RolloutSettings,
+    reward_model: ProgressModel | None = None,
+    seeds: Sequence[int] | None = None,
+    desc: str = "rollouts",
+    progress: bool = True,
+) -> list[tuple[list[dict], EpisodeRecord]]:
+    """The episodes `collect_rollouts` would write, in memory: each one's frames (dataset features
+    as keys) and record, in order. `seeds` replaces the settings' `seed + k` reset seeds."""
+    with rollout_batches(policy, env_spec, settings, reward_model, seeds, desc, progress) as (_, batches):
+        return [episode for episodes in batches for episode in episodes]
+
+
+@contextmanager
+def rollout_batches(
+    policy: PolicyRunner,
+    env_spec: EnvSpec,
+    settings: RolloutSettings,
+    reward_model: ProgressModel | None = None,
+    seeds: Sequence[int] | None = None,
+    desc: str = "rollouts",
+    progress: bool = True,
+) -> Iterator[tuple[dict[str, dict], Iterator[list[tuple[list[dict], EpisodeRecord]]]]]:
+    """The rollout's dataset features (checked against both models) and its batches, one list of
+    (frames, record) per batch as it finishes; the env lives as long as the block."""
+    corrections = settings.corrections
+    if corrections.stall_steps is not None and corrections.stall_signal == "model" and reward_model is None:
         raise ValueError("--correct-stall watches the reward model's progress: it needs --reward-model")
+    if corrections.stall_signal == "env" and env_spec.progress_key is None:
+        raise ValueError(f"--stall-signal env: {env_spec.describe()} reports no progress of its own")
     if settings.end_on_model_success and reward_model is None:
         raise ValueError("--end-on-model-success needs --reward-model")
-    make_corrector = corrector_factory(env_spec.type) if settings.corrections.enabled else None
-    seeds = [settings.seed + k for k in range(settings.episodes)]
+    make_corrector = corrector_factory(env_spec.type) if corrections.enabled else None
+    seeds = [settings.seed + k for k in range(settings.episodes)] if seeds is None else list(seeds)
     batches = [
         seeds[start : start + settings.batch_size] for start in range(0, len(seeds), settings.batch_size)
     ]
-
     env = RolloutEnv(env_spec, len(batches[0]), policy.config)
     try:
         features = _checked_features(env, batches[0], policy, reward_model)
-        round_info = {
-            **(round_info or {}),
-            "env": env_spec.as_dict(),
-            "task": env_spec.task,
-            **settings.as_dict(),
-        }
-        records: list[EpisodeRecord] = []
-        writer = RolloutDatasetWriter(root, repo_id, features, env_spec.fps, round_info, append=append)
-        with writer, datasets_progress_bars_disabled():
-            with tqdm(total=settings.episodes, desc="rollouts", unit="episode", disable=not progress) as bar:
+
+        def run() -> Iterator[list[tuple[list[dict], EpisodeRecord]]]:
+            nonlocal env
+            successes = []
+            with tqdm(total=len(seeds), desc=desc, unit="episode", disable=not progress) as bar:
                 for batch_seeds in batches:
                     if env.num_envs != len(batch_seeds):
                         env.close()
@@ -163,15 +209,13 @@ def collect_rollouts(
                     episodes = _run_batch(
                         env, batch_seeds, policy, reward_model, settings, make_corrector, features, bar
                     )
-                    for frames, record in episodes:
-                        record.episode_index = writer.add_episode(frames, record.as_dict())
-                        records.append(record)
-                    bar.set_postfix(success=f"{np.mean([r.success for r in records]):.0%}")
-                    if settings.commit_every is not None and writer.pending >= settings.commit_every:
-                        writer.commit()
+                    successes += [record.success for _, record in episodes]
+                    bar.set_postfix(success=f"{np.mean(successes):.0%}")
+                    yield episodes
+
+        yield features, run()
     finally:
         env.close()
-    return records
 
 
 def _checked_features(
@@ -217,37 +261,42 @@ def _run_batch(
     frames: list[list[dict]] = [[] for _ in seeds]
     records = [EpisodeRecord(seed=seed) for seed in seeds]
     active = np.ones(len(seeds), dtype=bool)
+    env_progress = np.zeros(len(seeds)) if env.spec.progress_key is not None else None
+    stall_from_env = settings.corrections.stall_signal == "env"
     limit = env.max_steps
     threshold = settings.success_threshold
     for step in range(limit):
         rows = np.flatnonzero(active)
         progress = reward_model(observation) if reward_model is not None else None
+        stall = env_progress if stall_from_env else progress
         corrected: dict[int, np.ndarray] = {}
         if corrections is not None:
             for row in rows:
-                action = corrections[row].step(None if progress is None else float(progress[row]))
+                action = corrections[row].step(None if stall is None else float(stall[row]))
                 if action is not None:
                     corrected[row] = action
-        if len(corrected) < len(rows):  # the policy drives at least one env
-            if corrections is not None and any(c.policy_reset_due for c in corrections):
-                policy.reset()
-                for entry in corrections:
-                    entry.policy_reset_due = False
+        driven = [row for row in rows if row not in corrected]
+        if driven:  # the policy drives at least one env
+            if corrections is not None and any(corrections[row].policy_reset_due for row in driven):
+                policy.reset()  # an env it drives again was corrected since its chunk was planned
+                for row in driven:
+                    corrections[row].policy_reset_due = False
             actions = env.to_env_action(policy.act(observation))
         else:
             actions = np.zeros((env.num_envs, *env.vector.single_action_space.shape), dtype=np.float32)
         for row, action in corrected.items():
             actions[row] = action
-        next_observation, reward, done, success = env.step(actions)
+        result = env.step(actions, active)
+        recorded = frame_observations(observation, features)
         for row in rows:
             model_done = settings.end_on_model_success and bool(progress[row] >= threshold)
-            last = bool(done[row] or model_done or step == limit - 1)
+            last = bool(result.done[row] or model_done or step == limit - 1)
             frame = {
-                **frame_observation(observation, row, features),
+                **{key: values[row] for key, values in recorded.items()},
                 ACTION: actions[row].copy(),
-                "next.reward": np.array([reward[row]], dtype=np.float32),
+                "next.reward": np.array([result.reward[row]], dtype=np.float32),
                 "next.done": np.array([last]),
-                "next.success": np.array([bool(success[row])]),
+                "next.success": np.array([bool(result.success[row])]),
                 INTERVENTION: np.array([row in corrected]),
                 "task": env.spec.task,
             }
@@ -257,19 +306,22 @@ def _run_batch(
             frames[row].append(frame)
             record = records[row]
             record.length += 1
-            record.max_reward = max(record.max_reward, float(reward[row]))
+            record.max_reward = max(record.max_reward, float(result.reward[row]))
             record.interventions += int(row in corrected)
+            if env_progress is not None:
+                env_progress[row] = result.progress[row]
+                record.max_env_progress = max(record.max_env_progress or 0.0, float(env_progress[row]))
             if last:
                 active[row] = False
-                record.success = bool(success[row])
-                record.ended_by = "model" if model_done and not done[row] else "env"
+                record.success = bool(result.success[row])
+                record.ended_by = "model" if model_done and not result.done[row] else "env"
                 if corrections is not None:
                     record.takeovers = corrections[row].takeovers
                 if progress is not None:
                     record.final_progress = float(progress[row])
                     record.model_success = bool(progress[row] >= threshold)
                 bar.update(1)
-        observation = next_observation
+        observation = result.observation
         if not active.any():
             break
     return list(zip(frames, records, strict=True))

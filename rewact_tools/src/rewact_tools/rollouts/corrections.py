@@ -1,9 +1,9 @@
 """Simulated corrections: a scripted corrector takes over from the policy for a few steps.
 
 This is what a person does with `lerobot-rollout --strategy.type=dagger`, played by a script so that
-rounds of learning from experience can run in simulation: the corrector takes over when the reward
-model sees progress stall (no rise of more than `stall_epsilon` above the best so far for
-`stall_steps` steps) or, independently, with probability `random_rate` at each policy step; it
+rounds of learning from experience can run in simulation: the corrector takes over when progress
+stalls (no rise of more than `stall_epsilon` above the best so far for `stall_steps` steps; the
+progress the reward model predicts or, with `stall_signal="env"`, the env's own) or, independently, with probability `random_rate` at each policy step; it
 drives for `steps` steps, then hands back. Frames it drove are recorded with `intervention` True and
 its action. When control comes back, the policy's action queue must be emptied (its queued actions
 were planned before the correction), which `policy_reset_due` tells the rollout loop.
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+STALL_SIGNALS = ("model", "env")
 _TRIGGER_STREAM = 1
 """Second seed word of the random takeover draws: independent of the corrector's own randomness."""
 
@@ -41,7 +42,10 @@ class CorrectionSettings:
     """When the corrector takes over, and for how long."""
 
     stall_steps: int | None = None
-    """Take over when the reward model's progress has not risen for this many steps (None: never)."""
+    """Take over when progress has not risen for this many steps (None: never)."""
+    stall_signal: str = "model"
+    """Whose progress: the reward model's prediction (`model`) or the env's own (`env`, ground truth
+    in a simulation that reports it, `rollouts.env.ENV_PROGRESS`; before the first step it is 0)."""
     stall_epsilon: float = 0.01
     """A rise counts only when progress exceeds the best so far by more than this."""
     random_rate: float = 0.0
@@ -54,6 +58,8 @@ class CorrectionSettings:
     def __post_init__(self):
         if self.stall_steps is not None and self.stall_steps < 1:
             raise ValueError(f"--correct-stall must be at least 1 step, got {self.stall_steps}")
+        if self.stall_signal not in STALL_SIGNALS:
+            raise ValueError(f"--stall-signal must be one of {STALL_SIGNALS}, got {self.stall_signal!r}")
         if not self.stall_epsilon >= 0.0:
             raise ValueError(f"--stall-epsilon must be non-negative, got {self.stall_epsilon}")
         if not 0.0 <= self.random_rate <= 1.0:
@@ -110,7 +116,7 @@ class EpisodeCorrections:
     def step(self, progress: float | None) -> np.ndarray | None:
         """The corrector's action when it drives this step, else None (the policy drives).
 
-        `progress` is the reward model's prediction for the current observation (None without one).
+        `progress` is the stall signal's progress at the current observation (None without one).
         """
         stalled = self.stall.update(progress) if progress is not None else 0
         limit = self.settings.max_takeovers

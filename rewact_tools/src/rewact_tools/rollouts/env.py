@@ -26,6 +26,10 @@ from lerobot.utils.constants import ACTION, OBS_STR
 OBSERVATION_PREFIX = f"{OBS_STR}."
 IMAGE_NAMES = ["height", "width", "channel"]
 _ENV_SETTINGS = {"obs_type": "--obs-type", "episode_length": "--max-steps", "task": "--env-task"}
+ENV_PROGRESS = {"pusht": "coverage"}
+"""The `info` entry in which an env type reports its own task progress after each step, where it
+has one (PushT: how much of the goal the block covers): ground truth a simulation can give the
+corrections and the records instead of a reward model."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,10 @@ class EnvSpec:
     @property
     def fps(self) -> int:
         return int(self.config.fps)
+
+    @property
+    def progress_key(self) -> str | None:
+        return ENV_PROGRESS.get(self.type)
 
     def describe(self) -> str:
         obs_type = getattr(self.config, "obs_type", None)
@@ -99,8 +107,10 @@ def _default_task(config: EnvConfig) -> str:
 
 
 class RolloutEnv:
-    """`n_envs` copies of the env in one synchronous LeRobot vector env, with the env's own
-    observation and action processors for `policy_config`."""
+    """`n_envs` copies of the env made by LeRobot's factory, with the env's own observation and
+    action processors for `policy_config`. The copies are stepped one by one, and only while their
+    episode runs: an episode that has ended costs nothing, and its env is not reset behind our back
+    (a vector env's autoreset would)."""
 
     def __init__(self, spec: EnvSpec, n_envs: int, policy_config: Any):
         self.spec = spec
@@ -123,6 +133,7 @@ class RolloutEnv:
         self.env_preprocessor, self.env_postprocessor = make_env_pre_post_processors(
             spec.config, policy_config
         )
+        self._raw: list[Any] = []
 
     @property
     def max_steps(self) -> int:
@@ -134,8 +145,9 @@ class RolloutEnv:
         return self.vector.envs[row].unwrapped
 
     def reset(self, seeds: list[int]) -> dict[str, Any]:
-        observation, _ = self.vector.reset(seed=list(seeds))
-        return self.observe(observation)
+        """Reset env i with `seeds[i]` (as the vector env's `reset(seed=seeds)` does)."""
+        self._raw = [env.reset(seed=int(seed))[0] for env, seed in zip(self.vector.envs, seeds, strict=True)]
+        return self.observe(_stack(self._raw))
 
     def observe(self, raw: dict[str, Any]) -> dict[str, Any]:
         """A raw vector-env observation as the policy's batch: LeRobot keys, tensors, task text."""
@@ -154,36 +166,46 @@ class RolloutEnv:
             )
         return array
 
-    def step(self, actions: np.ndarray) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray]:
-        """Step every env: (next observation, reward, done, success) per env. An env that finishes
-        is reset by the vector env (LeRobot's same-step autoreset); what it returns afterwards belongs
-        to no episode of ours."""
-        raw, reward, terminated, truncated, info = self.vector.step(actions)
-        done = np.logical_or(terminated, truncated)
-        return self.observe(raw), np.asarray(reward, dtype=np.float32), done, _success(info, done)
+    def step(self, actions: np.ndarray, active: np.ndarray) -> EnvStep:
+        """Step the envs of the `active` rows with their actions; every other row keeps its last
+        observation and reads reward 0, done, no success."""
+        reward = np.zeros(self.num_envs, dtype=np.float32)
+        done = ~np.asarray(active, dtype=bool)
+        success = np.zeros(self.num_envs, dtype=bool)
+        key = self.spec.progress_key
+        progress = None if key is None else np.full(self.num_envs, np.nan)
+        for row in np.flatnonzero(active):
+            self._raw[row], reward[row], terminated, truncated, info = self.vector.envs[row].step(
+                actions[row]
+            )
+            done[row] = terminated or truncated
+            success[row] = bool(info.get("is_success", False))
+            if progress is not None:
+                progress[row] = info.get(key, np.nan)
+        return EnvStep(self.observe(_stack(self._raw)), reward, done, success, progress)
 
     def close(self) -> None:
         self.vector.close()
 
 
-def _success(info: dict[str, Any], done: np.ndarray) -> np.ndarray:
-    """Per-env `is_success` of this step: from `final_info` for envs that just finished (their
-    `info` already describes the next episode's reset), else from `info`."""
-    success = np.zeros(len(done), dtype=bool)
-    if "is_success" in info:
-        success[:] = np.asarray(info["is_success"], dtype=bool)
-    final = info.get("final_info")
-    if isinstance(final, dict):
-        finished = np.asarray(info.get("_final_info", done), dtype=bool)
-        if "is_success" in final:
-            success[finished] = np.asarray(final["is_success"], dtype=bool)[finished]
-        else:
-            success[finished] = False
-    elif final is not None:  # gymnasium < 1.0: one dict (or None) per env
-        for row, item in enumerate(final):
-            if isinstance(item, dict):
-                success[row] = bool(item.get("is_success", False))
-    return success
+@dataclass
+class EnvStep:
+    """What one step gave, per env."""
+
+    observation: dict[str, Any]
+    """The next observation, as the policy's batch."""
+    reward: np.ndarray
+    done: np.ndarray
+    success: np.ndarray
+    progress: np.ndarray | None
+    """The env's own progress after this step (`ENV_PROGRESS`; None where it reports none)."""
+
+
+def _stack(observations: list[Any]) -> Any:
+    """Single-env observations as one batch, as a vector env returns it (dicts key by key)."""
+    if isinstance(observations[0], dict):
+        return {key: _stack([item[key] for item in observations]) for key in observations[0]}
+    return np.stack(observations)
 
 
 def _is_image(value: torch.Tensor) -> bool:
@@ -210,19 +232,18 @@ def observation_features(observation: dict[str, Any]) -> dict[str, dict]:
     return features
 
 
-def frame_observation(
-    observation: dict[str, Any], row: int, features: dict[str, dict]
-) -> dict[str, np.ndarray]:
-    """Row `row` of a policy batch as one dataset frame's observation (images as uint8 HWC)."""
-    frame = {}
+def frame_observations(observation: dict[str, Any], features: dict[str, dict]) -> dict[str, np.ndarray]:
+    """A policy batch's observations as dataset frames' arrays, one row per env (images as uint8
+    HWC), converted once for the whole batch."""
+    frames = {}
     for key, feature in features.items():
         if not key.startswith(OBSERVATION_PREFIX):
             continue
-        value = observation[key][row]
+        value = observation[key]
         if feature["dtype"] == "image":
             # Exact: LeRobot made these floats as uint8 / 255.
-            value = value.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+            value = value.mul(255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
         else:
-            value = value.to(torch.float32).reshape(feature["shape"])
-        frame[key] = value.cpu().numpy()
-    return frame
+            value = value.to(torch.float32).reshape(len(value), *feature["shape"])
+        frames[key] = value.cpu().numpy()
+    return frames
