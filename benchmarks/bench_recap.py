@@ -99,9 +99,10 @@ KEYS = ("observation.state", "observation.environment_state")
 DEFAULT_MIX = "clean=120,detour=60,giveup=120"
 OUTCOME_ARM = "actvantage_outcome"
 # Advantage labels combined with filtered BC's choice of frames: positive where either says so (the
-# failures' good frames join filtered BC's), or only where both do (filtered BC's frames less the
-# ones the advantage ranks low, such as a successful detour's trips).
-COMBINED_ARMS = {"actvantage_or_outcome": np.logical_or, "actvantage_and_outcome": np.logical_and}
+# failures' good frames join filtered BC's: `compute_advantages(successes_positive=True)`), or only
+# where both do (filtered BC's frames less the ones the advantage ranks low, such as a detour's trips).
+OR_ARM, AND_ARM = "actvantage_or_outcome", "actvantage_and_outcome"
+COMBINED_ARMS = (OR_ARM, AND_ARM)
 ARMS = (
     "act_all",
     "filtered_bc",
@@ -406,10 +407,11 @@ def train_arm(
                 pre_takeover_window=recipe.pre_takeover_window,
                 threshold_by=recipe.threshold_by,
                 value_bins=recipe.value_bins,
+                successes_positive=arm == OR_ARM,
             )
-            if arm in COMBINED_ARMS:
+            if arm == AND_ARM:
                 kept = experience.filtered_mask()[advantages["index"].to_numpy()]
-                advantages["positive"] = COMBINED_ARMS[arm](advantages["positive"].to_numpy(), kept)
+                advantages["positive"] = advantages["positive"].to_numpy() & kept
     if advantages is not None:
         extras = {
             "advantage": frames.extra_by_index(

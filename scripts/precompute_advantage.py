@@ -18,6 +18,9 @@ credited with the rescued episode's success; --pre-takeover-window K forces the 
 before each takeover negative (--pre-takeover-window stall: K is the stall patience the rollouts were
 corrected with, as collect_rollouts.py records it). --threshold-by value_bin takes the positive fraction within each of
 --value-bins bins of the value, so the finish of a success gets its share of positives.
+--successes-positive keeps every frame of an episode that succeeded without a takeover positive (the
+frames filtered BC trains on), so the advantage decides only the rest: a failure's good start, a
+rescued episode's good stretches.
 
 Episode outcomes come from robocandywrapper's outcomes file or the dataset's next.success column;
 --outcomes PATH reads another outcomes file, and --outcomes-from-model lets the checkpoint decide
@@ -106,6 +109,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--value-bins", type=positive_int, default=10, help="with --threshold-by value_bin (10)"
+    )
+    parser.add_argument(
+        "--successes-positive",
+        action="store_true",
+        help="every frame of an episode that succeeded without a takeover positive, whatever its advantage",
     )
     parser.add_argument(
         "--c-fail",
@@ -249,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pre_takeover_window=args.pre_takeover_window,
         threshold_by=args.threshold_by,
         value_bins=args.value_bins,
+        successes_positive=args.successes_positive,
     )
     if is_main_process():
         write_advantages(table, output)

@@ -238,6 +238,20 @@ def test_human_frames_are_positive_whatever_their_advantage(frames, values):
         compute_advantages(frames, values, OUTCOMES, human_index=[99, 104])
 
 
+def test_successes_without_a_takeover_are_positive_whatever_their_advantage(frames, values):
+    """`successes_positive`: the frames filtered BC keeps stay positive; the advantage ranks the rest."""
+    plain = compute_advantages(frames, values, OUTCOMES, n_steps=1, threshold=0.0)
+    assert plain.loc[plain["positive"], "index"].tolist() == [100, 102]
+    kept = compute_advantages(frames, values, OUTCOMES, n_steps=1, threshold=0.0, successes_positive=True)
+    assert kept.loc[kept["positive"], "index"].tolist() == [100, 101, 102, 103, 107, 108, 109]
+    pd.testing.assert_frame_equal(kept.drop(columns="positive"), plain.drop(columns="positive"))
+    # A human drove frame 108: episode 2 is a rescued success, its own frames keep their labels.
+    rescued = compute_advantages(
+        frames, values, OUTCOMES, n_steps=1, threshold=0.0, human_index=[108], successes_positive=True
+    )
+    assert rescued.loc[rescued["positive"], "index"].tolist() == [100, 101, 102, 103, 108]
+
+
 def test_time_baseline_advantages_hand_example(frames):
     """V(s_t) is the task's mean Monte-Carlo return at frame t: successes sit above it, failures below."""
     table = time_baseline_advantages(frames, OUTCOMES, threshold=0.0)

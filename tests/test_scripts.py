@@ -772,7 +772,10 @@ def test_precompute_advantage_credits_takeovers(workdir, rollout_dataset, checkp
             [*common, "--pre-takeover-window", "2", *split, "--output", output],
         ),
         ("precompute_advantage.py", [*common, "--no-force-human-positive"]),
-        ("precompute_advantage.py", [*common, "--n-step-seconds", "0.3", "--output", in_seconds]),
+        (
+            "precompute_advantage.py",
+            [*common, "--n-step-seconds", "0.3", "--successes-positive", "--output", in_seconds],
+        ),
         (
             "precompute_advantage.py",
             [
@@ -788,10 +791,13 @@ def test_precompute_advantage_credits_takeovers(workdir, rollout_dataset, checkp
     assert "positive fraction by frame kind (pre-takeover window 2 frames)" in stall.stdout
     no_sidecar.check_user_error("--pre-takeover-window stall:", "rollouts.json is missing")
     seconds.check()  # 0.3 s at the dataset's 10 fps: N = 3 frames
-    pd.testing.assert_frame_equal(
-        read_advantages(in_seconds),
-        compute_advantages(frames, values, outcomes, n_steps=3, human_index=human, credit="segment"),
-    )
+    # --successes-positive: episode 0, a success without a takeover, is positive throughout.
+    options = {"n_steps": 3, "human_index": human, "credit": "segment"}
+    kept = compute_advantages(frames, values, outcomes, successes_positive=True, **options)
+    pd.testing.assert_frame_equal(read_advantages(in_seconds), kept)
+    ranked = compute_advantages(frames, values, outcomes, **options)
+    assert kept.loc[kept["episode_index"] == 0, "positive"].all()
+    assert not ranked.loc[ranked["episode_index"] == 0, "positive"].all()
     assert "3-step advantages" in seconds.stdout
     credited.check()
     options = {"credit": "segment", "pre_takeover_window": 2, "threshold_by": "value_bin", "value_bins": 2}

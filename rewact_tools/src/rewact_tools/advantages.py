@@ -100,6 +100,7 @@ def compute_advantages(
     pre_takeover_window: int = 0,
     threshold_by: str = "task",
     value_bins: int = 10,
+    successes_positive: bool = False,
 ) -> pd.DataFrame:
     """The advantages table (`ADVANTAGE_COLUMNS`) of every frame of `frames`.
 
@@ -120,6 +121,11 @@ def compute_advantages(
     `pre_takeover_window=K` forces the last K policy frames before each takeover negative.
     `threshold_by="value_bin"` takes the positive fraction within each of `value_bins` quantile bins
     of the value per task instead of over the task (`THRESHOLD_GROUPS`).
+
+    `successes_positive` makes every frame of an episode that succeeded with no frame under human
+    control positive: the frames filtered BC trains on (with the forced corrections) stay positive,
+    and the advantage adds the good frames of the rest (a failure's good start, a rescued episode's
+    good stretches). Measured on PushT RECAP with N-step advantages (benchmarks/README.md).
     """
     if human_index is None and pre_takeover_window:
         raise ValueError(
@@ -127,6 +133,7 @@ def compute_advantages(
             "takeovers are"
         )
     human = None if human_index is None else np.asarray(list(human_index), dtype=np.int64)
+    clean_successes = _clean_successes(frames, outcomes, human) if successes_positive else set()
     frames, outcomes = credited_frames(frames, outcomes, credit, human)
     table = pistar_returns(frames, outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as)
     table["value"] = _attach_values(table, values) - 1.0
@@ -136,8 +143,17 @@ def compute_advantages(
     if pre_takeover_window:
         window = pre_takeover_index(table, human, pre_takeover_window)
         table["positive"] = table["positive"] & ~table["index"].isin(window)
+    table["positive"] = table["positive"] | table["episode_index"].isin(clean_successes)
     table = table[list(ADVANTAGE_COLUMNS)]
     return table if human is None else force_positive(table, human)
+
+
+def _clean_successes(
+    frames: pd.DataFrame, outcomes: Mapping[int, bool | None], human: np.ndarray | None
+) -> set[int]:
+    """The episodes that succeeded without any frame under human control."""
+    taken_over = set() if human is None else set(frames.loc[frames["index"].isin(human), "episode_index"])
+    return {episode for episode, outcome in outcomes.items() if outcome and episode not in taken_over}
 
 
 def frame_thresholds(
