@@ -77,6 +77,7 @@ def test_two_recap_rounds(demonstrations, tmp_path):
         "n_step": None,
         "n_step_seconds": 1.0,
         "rollouts_positive_fraction": 0.4,
+        "successes_positive": False,
     }
     (precompute,) = [
         command for command in round0["commands"] if command[1].endswith("precompute_advantage.py")
@@ -105,6 +106,7 @@ def test_two_recap_rounds(demonstrations, tmp_path):
         "n_step": None,
         "n_step_seconds": None,
         "rollouts_positive_fraction": None,
+        "successes_positive": False,
     }
     commands = [" ".join(command) for command in round1["commands"]]
     assert "--reward pistar --max-length" in commands[0] and "--credit segment" in commands[0]
