@@ -16,7 +16,8 @@ Each call runs the next round (round k is outputs/recap/round_<k>, k = the round
      of all their frames is positive (with rollouts, a first pass per dataset gives the advantages,
      and a second applies the pooled threshold), or with --rollouts-positive-fraction each dataset
      its own (pi*0.6: 30 % of the demonstrations, 40 % of the rollouts); --credit segment and
-     --pre-takeover-window K credit the policy's stalls before a takeover as failures / negative
+     --pre-takeover-window K credit the policy's stalls before a takeover as failures / negative;
+     --successes-positive keeps every frame of a success without a takeover positive
                                                       -> round_<k>/advantages_*.parquet
   3. scripts/train.py: ACTvantage conditioned on them               -> round_<k>/policy
   4. scripts/collect_rollouts.py: --episodes rollouts of that policy (reset seeds --seed +
@@ -72,12 +73,18 @@ class Recipe:
     rollouts_positive_fraction: float | None = None
     """None: one threshold pooled over demonstrations and rollouts; a fraction: each dataset its own
     threshold, the demonstrations `positive_fraction` positive and the rollouts this."""
+    successes_positive: bool = False
+    """Every frame of an episode that succeeded without a takeover positive (precompute_advantage.py
+    --successes-positive): the advantage only ranks the rest."""
 
 
 RECIPES = {
     # The best measured on PushT (benchmarks/README.md, "Fourth run"): ties filtered BC in round 0,
     # where pi*0.6's recipe trails it; neither beats it after two rounds there.
     "takeover": Recipe(0.5, "segment", STALL_WINDOW, 0.25),
+    # The takeover recipe with filtered BC's frames kept positive and N-step advantages (N = 1 s)
+    # ranking the rest, so a failure's good start and a rescued episode's good stretches count.
+    "successes": Recipe(0.5, "segment", STALL_WINDOW, 0.25, n_step_seconds=1.0, successes_positive=True),
     # pi*0.6 as published: 30 % of the demonstrations and 40 % of the rollouts positive, per-episode
     # outcomes, N-step advantages with N = 1 s.
     "pistar": Recipe(0.3, "episode", 0, 1.0, n_step_seconds=1.0, rollouts_positive_fraction=0.4),
@@ -100,9 +107,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
         "--recipe",
         choices=sorted(RECIPES),
         default="takeover",
-        help="takeover (default, the best measured on PushT): segment credit, the stall before each "
-        "takeover negative, 50%% positive, negatives at loss weight 0.25, Monte Carlo; pistar: pi*0.6's "
-        "published recipe, 30%% positive, per-episode credit, N-step with N = 1 s, uniform weights",
+        help="takeover (default): segment credit, the stall before each takeover negative, 50%% "
+        "positive, negatives at loss weight 0.25, Monte Carlo; successes: the same with every frame of "
+        "a success without a takeover positive and N-step advantages with N = 1 s ranking the rest; "
+        "pistar: pi*0.6's published recipe, 30%% positive, per-episode credit, N = 1 s, uniform weights",
     )
     recipe.add_argument(
         "--positive-fraction",
@@ -130,6 +138,13 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
         metavar="K|stall",
         help="policy frames before each takeover forced negative; stall: the patience the rollouts were "
         "corrected with (0 when no round corrected on stalls)",
+    )
+    recipe.add_argument(
+        "--successes-positive",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="every frame of an episode that succeeded without a takeover positive, the advantage "
+        "ranking the rest (successes: on; takeover, pistar: off)",
     )
     recipe.add_argument(
         "--negative-weight",
@@ -342,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 + ["--device", args.value_pass_device]
                 + ["--max-length", str(max_length), *split(repo_id), *horizon]
                 + (takeover_credit if repo_id == ROLLOUTS_REPO_ID else [])
+                + (["--successes-positive"] if args.successes_positive else [])
             )
 
     def own_fraction(repo_id: str) -> list[str]:

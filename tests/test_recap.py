@@ -12,6 +12,7 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
 from lerobot_policy_actvantage import ACTvantagePolicy
 from lerobot_policy_rewact import RewACTPolicy
+from rewact_tools import load_episode_outcomes
 from rewact_tools.pusht import GenerationConfig, generate_pusht_dataset
 from rewact_tools.takeovers import pre_takeover_index
 
@@ -59,30 +60,37 @@ def recap_args(demonstrations: Path, work: Path) -> list:
 
 
 def test_two_recap_rounds(demonstrations, tmp_path):
-    """Round 0 (pi*0.6's recipe) trains on the demonstrations and creates the rollout dataset; round 1
-    (the default takeover recipe) trains on both, corrections forced positive and the stall before
-    each takeover negative, and appends its rollouts; every artefact loads as LeRobot's."""
+    """Round 0 (the successes recipe) trains on the demonstrations and creates the rollout dataset;
+    round 1 (the default takeover recipe) trains on both, corrections forced positive and the stall
+    before each takeover negative, and appends its rollouts; round 2 (pi*0.6's recipe) thresholds
+    each dataset apart; every artefact loads as LeRobot's."""
     args = recap_args(demonstrations, tmp_path)
     options, train_flags = args[: -len(TRAIN_FLAGS)], args[-len(TRAIN_FLAGS) :]
-    first = run_script("recap.py", *options, "--recipe", "pistar", *train_flags).check()
+    first = run_script("recap.py", *options, "--recipe", "successes", *train_flags).check()
     assert "$ " in first.stdout and "round 0 done" in first.stdout
     round0 = json.loads((tmp_path / "recap" / "round_0" / "round.json").read_text())
     assert [d["repo_id"] for d in round0["datasets"]] == ["local/pusht"] and len(round0["commands"]) == 5
     assert round0["recipe"] == {
-        "name": "pistar",
-        "positive_fraction": 0.3,
-        "credit": "episode",
-        "pre_takeover_window": 0,
-        "negative_weight": 1.0,
+        "name": "successes",
+        "positive_fraction": 0.5,
+        "credit": "segment",
+        "pre_takeover_window": 0,  # no rollouts yet: no stall patience recorded
+        "negative_weight": 0.25,
         "n_step": None,
         "n_step_seconds": 1.0,
-        "rollouts_positive_fraction": 0.4,
-        "successes_positive": False,
+        "rollouts_positive_fraction": None,
+        "successes_positive": True,
     }
     (precompute,) = [
         command for command in round0["commands"] if command[1].endswith("precompute_advantage.py")
     ]
-    assert precompute[-2:] == ["--n-step-seconds", "1.0"]
+    assert precompute[-3:] == ["--n-step-seconds", "1.0", "--successes-positive"]
+    # The three clean successes are positive throughout, on top of the 50 % the advantage marks.
+    advantages0 = pd.read_parquet(tmp_path / "recap" / "round_0" / "advantages_demonstrations.parquet")
+    outcomes = load_episode_outcomes(LeRobotDataset("local/pusht", root=demonstrations))
+    successes = advantages0["episode_index"].map(outcomes).astype(bool)
+    assert successes.sum() > 0 and advantages0.loc[successes, "positive"].all()
+    assert advantages0["positive"].mean() >= 0.5
     # The demonstrations hold successes and a failure: the success call is calibrated on them.
     assert round0["success_threshold_calibrated_on"] == str(demonstrations)
     value_model0 = (
@@ -162,6 +170,17 @@ def test_two_recap_rounds(demonstrations, tmp_path):
     run_script("recap.py", *options, "--recipe", "pistar", *train_flags).check()
     folder = tmp_path / "recap" / "round_2"
     round2 = json.loads((folder / "round.json").read_text())
+    assert round2["recipe"] == {
+        "name": "pistar",
+        "positive_fraction": 0.3,
+        "credit": "episode",
+        "pre_takeover_window": 0,
+        "negative_weight": 1.0,
+        "n_step": None,
+        "n_step_seconds": 1.0,
+        "rollouts_positive_fraction": 0.4,
+        "successes_positive": False,
+    }
     calibration = round2["success_threshold_calibrated_on"] is not None
     assert (
         round2["advantage_threshold"] is None and len(round2["commands"]) == 5 + calibration
