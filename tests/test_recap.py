@@ -60,13 +60,13 @@ def recap_args(demonstrations: Path, work: Path) -> list:
 
 
 def test_two_recap_rounds(demonstrations, tmp_path):
-    """Round 0 (the successes recipe) trains on the demonstrations and creates the rollout dataset;
-    round 1 (the default takeover recipe) trains on both, corrections forced positive and the stall
+    """Round 0 (the default successes recipe) trains on the demonstrations and creates the rollout
+    dataset; round 1 (the takeover recipe) trains on both, corrections forced positive and the stall
     before each takeover negative, and appends its rollouts; round 2 (pi*0.6's recipe) thresholds
     each dataset apart; every artefact loads as LeRobot's."""
     args = recap_args(demonstrations, tmp_path)
     options, train_flags = args[: -len(TRAIN_FLAGS)], args[-len(TRAIN_FLAGS) :]
-    first = run_script("recap.py", *options, "--recipe", "successes", *train_flags).check()
+    first = run_script("recap.py", *options, *train_flags).check()  # the default recipe
     assert "$ " in first.stdout and "round 0 done" in first.stdout
     round0 = json.loads((tmp_path / "recap" / "round_0" / "round.json").read_text())
     assert [d["repo_id"] for d in round0["datasets"]] == ["local/pusht"] and len(round0["commands"]) == 5
@@ -101,10 +101,12 @@ def test_two_recap_rounds(demonstrations, tmp_path):
     assert rollouts.meta.total_episodes == 2 and rollouts.meta.features["intervention"]["dtype"] == "bool"
 
     # Round 1 splits its value passes over two processes (gloo on CPU).
-    second = run_script("recap.py", *options, "--value-pass-processes", "2", *train_flags).check()
+    second = run_script(
+        "recap.py", *options, "--recipe", "takeover", "--value-pass-processes", "2", *train_flags
+    ).check()
     folder = tmp_path / "recap" / "round_1"
     round1 = json.loads((folder / "round.json").read_text())
-    # The default recipe; the window is the stall patience the collector recorded (--correct-stall 2).
+    # The takeover recipe; the window is the stall patience the collector recorded (--correct-stall 2).
     assert round1["recipe"] == {
         "name": "takeover",
         "positive_fraction": 0.5,
