@@ -679,12 +679,10 @@ def evaluations_by_seed(per_seed: dict[str, dict]) -> dict[str, dict[str, dict]]
 
 def compare(flat: dict[str, dict], label: str, reference: str) -> dict:
     """`label` against `reference` (both `<label>@<round>`), paired by seed and episode."""
-    pair = {
-        seed: {label: evaluations[label], reference: evaluations[reference]}
-        for seed, evaluations in flat.items()
-    }
-    entry = closed_loop_stats.summarise(pair, reference)[label]
-    return {metric: entry[metric]["minus_" + reference] for metric in closed_loop_stats.METRICS}
+    seeds = sorted(flat)
+    return closed_loop_stats.paired_differences(
+        [flat[seed][label] for seed in seeds], [flat[seed][reference] for seed in seeds]
+    )
 
 
 def summarise(per_seed: dict[str, dict], rounds: int) -> dict:

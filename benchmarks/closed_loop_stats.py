@@ -18,20 +18,26 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 BOOTSTRAP_RESAMPLES = 4000
+_RESAMPLES_PER_BLOCK = 500
+"""Resamples drawn at once: (block, seeds x episodes, columns) floats, a few MB at most."""
 _SUCCESS, _COVERAGE, _STEPS = 0, 1, 2
 
 
-def _steps_to_success(rows: np.ndarray) -> float:
-    succeeded = rows[:, _SUCCESS] > 0
-    return float(rows[succeeded, _STEPS].mean()) if succeeded.any() else float("nan")
+def _steps_to_success(rows: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rows[..., _SUCCESS] * rows[..., _STEPS]).sum(axis=-1) / rows[..., _SUCCESS].sum(axis=-1)
 
 
-METRICS: dict[str, Callable[[np.ndarray], float]] = {
-    "success_rate": lambda rows: float(rows[:, _SUCCESS].mean()),
-    "mean_max_coverage": lambda rows: float(rows[:, _COVERAGE].mean()),
-    "successes_per_1000_steps": lambda rows: float(1000.0 * rows[:, _SUCCESS].sum() / rows[:, _STEPS].sum()),
+METRICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "success_rate": lambda rows: rows[..., _SUCCESS].mean(axis=-1),
+    "mean_max_coverage": lambda rows: rows[..., _COVERAGE].mean(axis=-1),
+    "successes_per_1000_steps": lambda rows: (
+        1000.0 * rows[..., _SUCCESS].sum(axis=-1) / rows[..., _STEPS].sum(axis=-1)
+    ),
     "steps_to_success": _steps_to_success,
 }
+"""Each metric of episode rows `(..., episodes, 3)`, over any leading axes (NaN where undefined:
+steps to success without a success), so a whole block of bootstrap resamples is one call."""
 
 
 def episode_rows(evaluation: Mapping) -> np.ndarray:
@@ -47,21 +53,28 @@ def episode_rows(evaluation: Mapping) -> np.ndarray:
 
 
 def bootstrap_interval(
-    per_seed: list[np.ndarray], statistic: Callable[[np.ndarray], float], rng: np.random.Generator
+    per_seed: list[np.ndarray], statistic: Callable[[np.ndarray], np.ndarray], rng: np.random.Generator
 ) -> list[float] | None:
     """95 % percentile interval of `statistic` under resampling seeds, then episodes within each seed.
 
     `per_seed` holds one array per training seed whose rows are evaluation episodes (the same
-    episodes, in the same order, for every arm); `statistic` takes the resampled rows of all seeds
-    stacked. Resamples where the statistic is undefined (NaN: steps to success without a success)
-    are left out; None when every one is.
+    episodes, in the same order, for every arm); `statistic` takes blocks of resamples, each the
+    resampled rows of all seeds stacked. Resamples where the statistic is undefined (NaN: steps to
+    success without a success) are left out; None when every one is.
     """
+    lengths = sorted({len(rows) for rows in per_seed})
+    if len(lengths) != 1:
+        raise ValueError(f"every training seed needs the same evaluation episodes, got {lengths} episodes")
+    data = np.stack(per_seed)
+    n_seeds, n_episodes = data.shape[:2]
     estimates = []
-    for _ in range(BOOTSTRAP_RESAMPLES):
-        seeds = rng.integers(len(per_seed), size=len(per_seed))
-        sample = [per_seed[s][rng.integers(len(per_seed[s]), size=len(per_seed[s]))] for s in seeds]
-        estimates.append(statistic(np.concatenate(sample)))
-    estimates = np.asarray(estimates)
+    for block in range(0, BOOTSTRAP_RESAMPLES, _RESAMPLES_PER_BLOCK):
+        size = min(_RESAMPLES_PER_BLOCK, BOOTSTRAP_RESAMPLES - block)
+        seeds = rng.integers(n_seeds, size=(size, n_seeds, 1))
+        episodes = rng.integers(n_episodes, size=(size, n_seeds, n_episodes))
+        samples = data[seeds, episodes].reshape(size, n_seeds * n_episodes, *data.shape[2:])
+        estimates.append(statistic(samples))
+    estimates = np.concatenate(estimates)
     if np.isnan(estimates).all():
         return None
     low, high = np.nanpercentile(estimates, [2.5, 97.5])
@@ -70,6 +83,33 @@ def bootstrap_interval(
 
 def _rounded(value: float) -> float | None:
     return None if np.isnan(value) else round(float(value), 4)
+
+
+def paired_difference(
+    rows: list[np.ndarray], reference_rows: list[np.ndarray], metric: str, rng: np.random.Generator
+) -> dict:
+    """`metric` of an arm minus the reference's, evaluated on the same episodes of each seed: the
+    mean, its 95 % interval (seeds and episodes resampled together, keeping the pairs) and whether
+    that interval excludes 0."""
+    statistic = METRICS[metric]
+    paired = [np.stack([a, b], axis=-2) for a, b in zip(rows, reference_rows, strict=True)]
+
+    def difference(sample: np.ndarray) -> np.ndarray:
+        return statistic(sample[..., 0, :]) - statistic(sample[..., 1, :])
+
+    interval = bootstrap_interval(paired, difference, rng)
+    return {
+        "mean": _rounded(difference(np.concatenate(paired))),
+        "ci95": interval,
+        "larger_than_interval": interval is not None and (interval[0] > 0 or interval[1] < 0),
+    }
+
+
+def paired_differences(evaluations: list[Mapping], references: list[Mapping]) -> dict:
+    """Every metric's `paired_difference` of two arms' evaluations, listed in the same seed order."""
+    rng = np.random.default_rng(0)
+    rows, reference_rows = [episode_rows(e) for e in evaluations], [episode_rows(e) for e in references]
+    return {metric: paired_difference(rows, reference_rows, metric, rng) for metric in METRICS}
 
 
 def summarise(per_seed: Mapping[str, Mapping[str, Mapping]], reference: str | None) -> dict:
@@ -93,20 +133,12 @@ def summarise(per_seed: Mapping[str, Mapping[str, Mapping]], reference: str | No
                 "per_seed": [_rounded(statistic(seed_rows)) for seed_rows in rows[arm]],
             }
             if reference in arms and arm != reference:
-                paired = [np.stack([a, b], axis=1) for a, b in zip(rows[arm], rows[reference], strict=True)]
-
-                def difference(sample: np.ndarray, statistic=statistic) -> float:
-                    return statistic(sample[:, 0]) - statistic(sample[:, 1])
-
-                interval = bootstrap_interval(paired, difference, rng)
-                entry[metric]["minus_" + reference] = {
-                    "mean": _rounded(difference(np.concatenate(paired))),
-                    "ci95": interval,
-                    "larger_than_interval": interval is not None and (interval[0] > 0 or interval[1] < 0),
-                }
+                entry[metric]["minus_" + reference] = paired_difference(
+                    rows[arm], rows[reference], metric, rng
+                )
         if reference in arms:
             failures = 1.0 - entry["success_rate"]["mean"]
-            reference_failures = 1.0 - METRICS["success_rate"](np.concatenate(rows[reference]))
+            reference_failures = 1.0 - float(METRICS["success_rate"](np.concatenate(rows[reference])))
             entry["failure_cut_vs_" + reference] = (
                 round(1.0 - failures / reference_failures, 4) if reference_failures > 0 else None
             )
