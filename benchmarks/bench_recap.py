@@ -71,7 +71,7 @@ from rewact_tools.advantage_display import positive_by_phase
 from rewact_tools.advantages import THRESHOLD_GROUPS
 from rewact_tools.atomic import write_json
 from rewact_tools.metrics import reward_model_metrics
-from rewact_tools.takeovers import CREDITS, credited_frames, pre_takeover_index
+from rewact_tools.takeovers import CREDITS, clean_successes, credited_frames, pre_takeover_index
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import closed_loop_stats  # noqa: E402
@@ -224,11 +224,7 @@ class Experience:
         """Filtered BC's training set: rows of the episodes the policy (or demonstrator) finished
         successfully on its own, and of every correction. A corrected episode's own frames are left
         out even when it succeeded: they are the stalls the corrector rescued."""
-        succeeded = [
-            episode
-            for episode, success in self.outcomes.items()
-            if success and episode not in self.corrected_episodes
-        ]
+        succeeded = sorted(clean_successes(self.table, self.outcomes, self.intervention_index))
         rows = self.frames.rows_of(succeeded) if succeeded else torch.zeros(0, dtype=torch.long)
         return torch.unique(torch.cat([rows, torch.from_numpy(self.intervention_index)]))
 

@@ -544,6 +544,13 @@ def test_closed_loop_summary_intervals_paired_differences_and_throughput():
     assert summary["close"]["successes_per_1000_steps"]["mean"] == pytest.approx(
         1000 / (100 + 9 * 300) / 3, abs=1e-3
     )
+    # Seeds are resampled whole, so every seed must list the same evaluation episodes.
+    uneven = {
+        "0": {"act_all": run([True], [1.0], [10])},
+        "1": {"act_all": run([True] * 2, [1.0] * 2, [10] * 2)},
+    }
+    with pytest.raises(ValueError, match=r"same evaluation episodes, got \[1, 2\]"):
+        closed_loop_stats.summarise(uneven, None)
 
 
 def test_overhead_quick(tmp_path):

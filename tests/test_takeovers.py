@@ -9,7 +9,13 @@ import pytest
 
 from rewact_tools.advantages import compute_advantages
 from rewact_tools.returns import pistar_returns
-from rewact_tools.takeovers import frame_kinds, pre_takeover_index, restore_episodes, takeover_segments
+from rewact_tools.takeovers import (
+    clean_successes,
+    frame_kinds,
+    pre_takeover_index,
+    restore_episodes,
+    takeover_segments,
+)
 
 # Episode 0 (a rescued rollout, 10 frames): policy 0-3, takeover at 4 (human 4-5), hand-back 6-7,
 # takeover at 8 (human 8-9), ends in success. Episode 1: a policy success (6 frames). Episode 2:
@@ -62,6 +68,13 @@ def test_segments_need_every_outcome_and_known_frames(frames):
         takeover_segments(frames, {0: True, 1: True}, HUMAN)
     with pytest.raises(ValueError, match="first index 999"):
         takeover_segments(frames, OUTCOMES, [999])
+
+
+def test_clean_successes_leave_out_rescued_episodes(frames):
+    """Filtered BC's episodes: a success with a takeover is the corrector's, not the policy's."""
+    assert clean_successes(frames, OUTCOMES, HUMAN) == {1}
+    assert clean_successes(frames, OUTCOMES, None) == clean_successes(frames, OUTCOMES, []) == {0, 1}
+    assert clean_successes(frames, {**OUTCOMES, 1: None}, HUMAN) == set()
 
 
 def test_pre_takeover_window_stops_at_human_frames_and_episode_starts(frames):

@@ -14,7 +14,13 @@ import pandas as pd
 
 from rewact_tools.atomic import write_atomically
 from rewact_tools.returns import FRAME_COLUMNS, check_frame_table, pistar_returns
-from rewact_tools.takeovers import credited_frames, human_mask, pre_takeover_index, restore_episodes
+from rewact_tools.takeovers import (
+    clean_successes,
+    credited_frames,
+    human_mask,
+    pre_takeover_index,
+    restore_episodes,
+)
 
 ADVANTAGE_COLUMNS = (*FRAME_COLUMNS, "value", "return", "advantage", "positive")
 _FLOAT_COLUMNS = ("value", "return", "advantage")
@@ -133,7 +139,7 @@ def compute_advantages(
             "takeovers are"
         )
     human = None if human_index is None else np.asarray(list(human_index), dtype=np.int64)
-    clean_successes = _clean_successes(frames, outcomes, human) if successes_positive else set()
+    kept = clean_successes(frames, outcomes, human) if successes_positive else set()
     frames, outcomes = credited_frames(frames, outcomes, credit, human)
     table = pistar_returns(frames, outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as)
     table["value"] = _attach_values(table, values) - 1.0
@@ -143,17 +149,9 @@ def compute_advantages(
     if pre_takeover_window:
         window = pre_takeover_index(table, human, pre_takeover_window)
         table["positive"] = table["positive"] & ~table["index"].isin(window)
-    table["positive"] = table["positive"] | table["episode_index"].isin(clean_successes)
+    table["positive"] = table["positive"] | table["episode_index"].isin(kept)
     table = table[list(ADVANTAGE_COLUMNS)]
     return table if human is None else force_positive(table, human)
-
-
-def _clean_successes(
-    frames: pd.DataFrame, outcomes: Mapping[int, bool | None], human: np.ndarray | None
-) -> set[int]:
-    """The episodes that succeeded without any frame under human control."""
-    taken_over = set() if human is None else set(frames.loc[frames["index"].isin(human), "episode_index"])
-    return {episode for episode, outcome in outcomes.items() if outcome and episode not in taken_over}
 
 
 def frame_thresholds(

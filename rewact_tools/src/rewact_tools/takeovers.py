@@ -112,6 +112,16 @@ def restore_episodes(table: pd.DataFrame) -> pd.DataFrame:
     return restored.sort_values(["episode_index", "frame_index"], kind="stable").reset_index(drop=True)
 
 
+def clean_successes(
+    frames: pd.DataFrame, outcomes: Mapping[int, bool | None], human_index: Iterable[int] | None
+) -> set[int]:
+    """The episodes that succeeded with no frame under human control: what filtered BC keeps of a
+    policy's own experience (a rescued episode's success is the corrector's, not the policy's)."""
+    human = np.asarray([] if human_index is None else list(human_index), dtype=np.int64)
+    taken_over = set(frames.loc[frames["index"].isin(human), "episode_index"])
+    return {episode for episode, outcome in outcomes.items() if outcome and episode not in taken_over}
+
+
 def pre_takeover_index(frames: pd.DataFrame, human_index: Iterable[int], window: int) -> np.ndarray:
     """Dataset indices of the last `window` policy frames before each takeover (fewer when the
     policy had control for less time), sorted."""
