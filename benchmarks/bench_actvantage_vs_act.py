@@ -8,7 +8,8 @@ can win back. Pipeline:
   value model   RewACT on pi*0.6 targets, trained on the train episodes; its VOC on the validation
                 episodes picks the checkpoint, and VOC / AUROC are reported on the test episodes
   advantages    Monte Carlo, 30 % positive: from the value model (`compute_advantages`) and from
-                the true returns with a time-only baseline (`time_baseline_advantages`, no model)
+                the true returns with a time-only baseline (`time_baseline_advantages`, no model);
+                with --successes-positive every frame of a success is positive besides
   RA-BC         the value model's progress file, weighted by LeRobot 0.6's own sample weighter
 Arms, all with the same ACT settings (`policy_settings`: the fast small ACT, ENV features normalised, no
 dropout, batch 256, lr 1e-3 decayed to 0 on a cosine), steps, training seeds and evaluation seeds:
@@ -196,6 +197,7 @@ def advantage_tables(args, dataset, values, outcomes) -> dict[str, pd.DataFrame]
         "n_steps": args.n_steps,
         "positive_fraction": args.positive_fraction,
         "max_length": quick_max_length(args),
+        "successes_positive": args.successes_positive,
     }
     return {
         "actvantage": compute_advantages(frames, values, outcomes, **options),
@@ -522,6 +524,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--positive-fraction", type=float, default=0.3)
     parser.add_argument(
+        "--successes-positive",
+        action="store_true",
+        help="every frame of a successful episode positive, the advantage ranking the rest "
+        "(recap.py's default recipe)",
+    )
+    parser.add_argument(
         "--negative-weight",
         type=float,
         default=1.0,
@@ -616,6 +624,7 @@ def main() -> None:
         results["advantage"] = {
             "n_steps": args.n_steps or "monte_carlo",
             "positive_fraction": args.positive_fraction,
+            "successes_positive": args.successes_positive,
             "negative_weight": args.negative_weight,
             "positive_fraction_by_setting": {
                 name: {setting: row["all"] for setting, row in fractions.items()}

@@ -169,11 +169,12 @@ def test_actvantage_vs_act_quick(tmp_path):
             str(2 - seed),
             "--negative-weight",
             "0.5",
+            "--successes-positive",
             "--output",
             str(output),
         )
     results = json.loads(outputs[0].read_text())
-    assert results["advantage"]["negative_weight"] == 0.5
+    assert results["advantage"]["negative_weight"] == 0.5 and results["advantage"]["successes_positive"]
     assert results["complete"] and results["seeds"] == [0] and results["threads"] == 1
     assert results["workers"] == 2 and json.loads(outputs[1].read_text())["workers"] == 1
     # In --arms order, whichever job finished first.

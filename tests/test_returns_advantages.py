@@ -250,6 +250,23 @@ def test_successes_without_a_takeover_are_positive_whatever_their_advantage(fram
         frames, values, OUTCOMES, n_steps=1, threshold=0.0, human_index=[108], successes_positive=True
     )
     assert rescued.loc[rescued["positive"], "index"].tolist() == [100, 101, 102, 103, 108]
+    # Under segment credit the successes are still whole episodes: a takeover at frame 102 makes
+    # episode 0 rescued, and only episode 2's frames join the advantage's positives.
+    segment = {"n_steps": 1, "threshold": 0.0, "human_index": [102], "credit": "segment"}
+    plain = compute_advantages(frames, values, OUTCOMES, **segment)
+    kept = compute_advantages(frames, values, OUTCOMES, **segment, successes_positive=True)
+    assert set(kept.loc[kept["positive"], "index"]) == set(plain.loc[plain["positive"], "index"]) | {
+        107,
+        108,
+        109,
+    }
+
+
+def test_time_baseline_keeps_successes_positive_too(frames):
+    plain = time_baseline_advantages(frames, OUTCOMES, threshold=0.0)
+    kept = time_baseline_advantages(frames, OUTCOMES, threshold=0.0, successes_positive=True)
+    assert kept.loc[kept["positive"], "index"].tolist() == [100, 101, 102, 103, 107, 108, 109]
+    pd.testing.assert_frame_equal(kept.drop(columns="positive"), plain.drop(columns="positive"))
 
 
 def test_time_baseline_advantages_hand_example(frames):

@@ -139,9 +139,10 @@ def compute_advantages(
             "takeovers are"
         )
     human = None if human_index is None else np.asarray(list(human_index), dtype=np.int64)
-    kept = clean_successes(frames, outcomes, human) if successes_positive else set()
-    frames, outcomes = credited_frames(frames, outcomes, credit, human)
-    table = pistar_returns(frames, outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as)
+    credited, credited_outcomes = credited_frames(frames, outcomes, credit, human)
+    table = pistar_returns(
+        credited, credited_outcomes, c_fail=c_fail, max_length=max_length, unknown_as=unknown_as
+    )
     table["value"] = _attach_values(table, values) - 1.0
     table = _with_advantages(table, n_steps, positive_fraction, threshold, threshold_by, value_bins)
     if credit == "segment":  # back from segments (credited_frames) to episodes
@@ -149,7 +150,8 @@ def compute_advantages(
     if pre_takeover_window:
         window = pre_takeover_index(table, human, pre_takeover_window)
         table["positive"] = table["positive"] & ~table["index"].isin(window)
-    table["positive"] = table["positive"] | table["episode_index"].isin(kept)
+    if successes_positive:
+        table = _with_successes_positive(table, frames, outcomes, human)
     table = table[list(ADVANTAGE_COLUMNS)]
     return table if human is None else force_positive(table, human)
 
@@ -196,6 +198,7 @@ def time_baseline_advantages(
     c_fail: float | Mapping[int, float] | None = None,
     max_length: int | Mapping[int, int] | None = None,
     unknown_as: bool | None = None,
+    successes_positive: bool = False,
 ) -> pd.DataFrame:
     """The advantages table of `compute_advantages` with no value model: V(s_t) is the mean true
     (Monte-Carlo, normalised) return of the task's episodes at the same frame index t.
@@ -213,7 +216,18 @@ def time_baseline_advantages(
     table["value"] = (
         pd.Series(true_returns).groupby([table["task_index"], table["frame_index"]]).transform("mean")
     )
-    return _with_advantages(table, n_steps, positive_fraction, threshold, "task", 0)[list(ADVANTAGE_COLUMNS)]
+    table = _with_advantages(table, n_steps, positive_fraction, threshold, "task", 0)
+    if successes_positive:
+        table = _with_successes_positive(table, frames, outcomes, None)
+    return table[list(ADVANTAGE_COLUMNS)]
+
+
+def _with_successes_positive(
+    table: pd.DataFrame, frames: pd.DataFrame, outcomes: Mapping[int, bool | None], human: np.ndarray | None
+) -> pd.DataFrame:
+    """`table` with every frame of a success nobody took over positive (`successes_positive`)."""
+    kept = clean_successes(frames, outcomes, human)
+    return table.assign(positive=table["positive"] | table["episode_index"].isin(kept))
 
 
 def _with_advantages(
