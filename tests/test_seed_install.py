@@ -8,8 +8,8 @@ small MP4 dataset, and `scripts/visualise_reward_predictions.py` renders one epi
 RewACT starts from ImageNet ResNet18 weights, which cannot be downloaded here: a random-weight
 stand-in lies where torchvision caches them.
 
-Before installing, pip resolves each policy alone (`--dry-run`): RewACT resolves, and ACTvantage,
-which needs RewACT, must not resolve to the unrelated PyPI project of that name.
+Before anything is installed, pip resolves ACTvantage alone (`--dry-run`): it needs RewACT and must
+not resolve to the unrelated PyPI project of that name. RewACT, installed first, resolves alone.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 import torchvision
 
@@ -68,10 +67,9 @@ def _alarming_lines(output: str) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+def _fresh_venv(folder: Path) -> tuple[Path, dict[str, str]]:
     """An empty venv on this platform's Python, and the environment to run its commands in."""
-    venv = tmp_path_factory.mktemp("seed") / "venv"
+    venv = folder / "venv"
     interpreter = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
     _ok(_run([interpreter, "-m", "venv", venv], REPO, SUBPROCESS_ENV))
     env = {
@@ -83,19 +81,20 @@ def fresh_venv(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return venv, env
 
 
-def test_each_policy_alone_resolves_to_this_tree_or_not_at_all(fresh_venv):
-    venv, env = fresh_venv
-    pip = [venv / "bin" / "python", "-m", "pip", "install", "--dry-run"]
-    _ok(_run([*pip, "-e", "."], REPO / "lerobot_policy_rewact", env))
-    alone = _run([*pip, "-e", "."], REPO / "lerobot_policy_actvantage", env)
+def _actvantage_alone_does_not_resolve(venv: Path, env: dict[str, str]) -> None:
+    """ACTvantage needs this tree's RewACT: alone, pip must stop there rather than pick the
+    unrelated PyPI project of that name."""
+    command = [venv / "bin" / "python", "-m", "pip", "install", "--dry-run", "-e", "."]
+    alone = _run(command, REPO / "lerobot_policy_actvantage", env)
     output = alone.stdout + alone.stderr
     assert alone.returncode != 0, f"ACTvantage alone resolved:\n{output[-3000:]}"
     assert "No matching distribution found for lerobot_policy_rewact==0.2.0+rewact" in output, output[-3000:]
     assert "Would install" not in output
 
 
-def test_seed_install_and_quick_start(fresh_venv, tmp_path):
-    venv, env = fresh_venv
+def test_seed_install_and_quick_start(tmp_path):
+    venv, env = _fresh_venv(tmp_path)
+    _actvantage_alone_does_not_resolve(venv, env)
     for package in ("lerobot_policy_rewact", "lerobot_policy_actvantage", "rewact_tools"):
         output = _ok(_run([venv / "bin" / "pip", "install", "-e", "."], REPO / package, env))
         assert not _alarming_lines(output), f"pip install -e {package} printed:\n" + "\n".join(
