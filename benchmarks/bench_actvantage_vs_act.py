@@ -482,14 +482,19 @@ def print_table(results: dict) -> None:
                 print(f"  {label:<24} {cells}")
 
 
-MERGE_SHARED = ("quick", "dataset", "model", "steps", "batch_size", "lr", "value_model", "eval", "arms")
+MERGE_SHARED = ("quick", "dataset", "model", "steps", "batch_size", "lr", "value_model", "eval")
 
 
 def merge_results(sources: list[str], seeds: list[int] | None, output: Path) -> dict:
     """One results file from runs of other training seeds (or, renamed with `PATH:arm=label`, other
     settings) with the same data, value model and evaluation (`harness.merge_runs`)."""
     runs, per_seed = merge_runs(sources, MERGE_SHARED, seeds, unchanged)
-    merged = {**runs[0], "per_seed": per_seed, "seeds": sorted(int(s) for s in per_seed)}
+    merged = {
+        **runs[0],
+        "per_seed": per_seed,
+        "seeds": sorted(int(s) for s in per_seed),
+        "arms": sorted(next(iter(per_seed.values()))),
+    }
     merged |= summaries(per_seed) | {"merged_from": [Path(source).name for source in sources]}
     merged["wall_seconds"] = max(run["wall_seconds"] for run in runs)
     write_json(output, merged)

@@ -97,14 +97,25 @@ def read_runs(
     paths: Sequence[Path], shared: Sequence[str], upgrade: Callable[[dict], dict] | None = None
 ) -> list[dict]:
     """The results files of runs to merge (each through `upgrade`, which fills in what older files
-    did not record), refused unless they agree on every `shared` key."""
+    did not record), refused unless they agree on every `shared` key. Timings (`*_seconds`) do not
+    count: a value model reloaded from the cache in one run and trained in another is the same."""
     runs = [json.loads(Path(path).read_text()) for path in paths]
     runs = runs if upgrade is None else [upgrade(run) for run in runs]
+    first = {key: _without_timings(runs[0].get(key)) for key in shared}
     for path, run in zip(paths[1:], runs[1:], strict=True):
-        differing = [key for key in shared if run.get(key) != runs[0].get(key)]
+        differing = [key for key in shared if _without_timings(run.get(key)) != first[key]]
         if differing:
             raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(differing)}")
     return runs
+
+
+def _without_timings(value: Any) -> Any:
+    """`value` with every `*_seconds` entry of its dicts, at any depth, left out."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if not k.endswith("_seconds")}
+    if isinstance(value, list):
+        return [_without_timings(item) for item in value]
+    return value
 
 
 def merge_runs(

@@ -697,3 +697,20 @@ def test_harness_merge_renames_an_arm_and_its_guided_variants_only(tmp_path):
     other = write("c.json", {"0": {}}, dataset="other")
     with pytest.raises(SystemExit, match="differs from .* in dataset"):
         harness.merge_runs([first, other], ["dataset"], seeds=None, relabel=relabel)
+    # Timings are not settings: a value model trained in one run and reloaded in another is one.
+    timed = [
+        write(
+            f"timed{i}.json",
+            {"0": {f"arm{i}": i}},
+            value_model={"step": 5, "train_seconds": i, "curve": [{"train_seconds": i}]},
+        )
+        for i in (1, 2)
+    ]
+    assert harness.merge_runs(timed, ["value_model"], seeds=None, relabel=relabel)[1] == {
+        "0": {"arm1": 1, "arm2": 2}
+    }
+    stepped = write(
+        "stepped.json", {"0": {"arm3": 3}}, value_model={"step": 6, "train_seconds": 1, "curve": []}
+    )
+    with pytest.raises(SystemExit, match="in value_model"):
+        harness.merge_runs([timed[0], stepped], ["value_model"], seeds=None, relabel=relabel)
