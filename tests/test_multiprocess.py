@@ -23,20 +23,35 @@ from rewact_tools.processors import make_pre_post_processors
 from local_datasets import make_local_dataset
 from subprocess_helpers import BIN, REPO, SMOKE_TRAIN_FLAGS, SUBPROCESS_ENV, TINY_POLICY_FLAGS
 
+LAUNCH_TIMEOUT_S = 300
+"""About ten times the longest launch here: a hung process (PyTorch's gloo teardown can deadlock) fails
+the test instead of holding a worker for longer."""
+
 
 def launch(processes: int, script: str, *args: str) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc_per_node N scripts/<script> ARGS` (a free port, gloo on CPU);
-    `lerobot-*` scripts are LeRobot's own."""
+    `lerobot-*` scripts are LeRobot's own. On a timeout the launcher and every process it started
+    are killed, so no hung rank outlives the test."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     path = BIN / script if script.startswith("lerobot-") else REPO / "scripts" / script
-    return subprocess.run(
+    with subprocess.Popen(
         [*command, str(path), *args],
         cwd=REPO,
         env=SUBPROCESS_ENV,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
-    )
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=LAUNCH_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.terminate()  # torchrun then stops the processes it started (each in its own session)
+            try:
+                process.communicate(timeout=60)
+            finally:
+                process.kill()
+            raise
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="module")
