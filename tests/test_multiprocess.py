@@ -28,12 +28,18 @@ LAUNCH_TIMEOUT_S = 300
 the test instead of holding a worker for longer."""
 
 
-def launch(processes: int, script: str, *args: str) -> subprocess.CompletedProcess:
+def launch(
+    processes: int, script: str, *args: str, teardown_report: Path | None = None
+) -> subprocess.CompletedProcess:
     """`torchrun --standalone --nproc_per_node N scripts/<script> ARGS` (a free port, gloo on CPU);
-    `lerobot-*` scripts are LeRobot's own. On a timeout the launcher and every process it started
-    are killed, so no hung rank outlives the test."""
+    `lerobot-*` scripts are LeRobot's own. With `teardown_report`, the script runs under
+    `teardown_probe.py`, which writes there what each process still held when its group was
+    destroyed. On a timeout the launcher and every process it started are killed, so no hung rank
+    outlives the test."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     path = BIN / script if script.startswith("lerobot-") else REPO / "scripts" / script
+    if teardown_report is not None:
+        command += [str(Path(__file__).with_name("teardown_probe.py")), str(teardown_report)]
     with subprocess.Popen(
         [*command, str(path), *args],
         cwd=REPO,
@@ -63,6 +69,8 @@ def dataset(tmp_path_factory) -> Path:
 
 def test_train_with_plugins_under_two_processes_logs_and_saves_once(dataset, tmp_path):
     output = tmp_path / "out"
+    teardown = tmp_path / "teardown"
+    teardown.mkdir()
     run = launch(
         2,
         "train.py",
@@ -77,11 +85,15 @@ def test_train_with_plugins_under_two_processes_logs_and_saves_once(dataset, tmp
         "--steps=4",
         *TINY_POLICY_FLAGS,
         *SMOKE_TRAIN_FLAGS,
+        teardown_report=teardown,
     )
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-5000:]
     assert "Traceback" not in log
     assert log.count("effective batch size 4 x 2") == 1
+    # No DDP model outlives its process group (one that did could hang the process at exit).
+    reports = {path.name: json.loads(path.read_text()) for path in teardown.iterdir()}
+    assert reports == {f"rank{rank}.json": {"ddp_models_alive": 0} for rank in (0, 1)}
     assert log.count("Saved checkpoint") == 2 and log.count("done; plugins") == 1
     metrics = [line for line in log.splitlines() if re.search(r"\bstep:\d+ smpl:", line)]
     assert [re.search(r"step:(\d+)", line).group(1) for line in metrics] == ["1", "2", "3", "4"]

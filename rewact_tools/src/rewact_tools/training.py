@@ -406,6 +406,26 @@ def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path | None:
     `--save_checkpoint=false`)."""
     _check_supported(cfg)
     accelerator = _make_accelerator(cfg)
+    checkpoint_dir = _train_with(accelerator, cfg, options)
+    end_training(accelerator)
+    return checkpoint_dir
+
+
+def end_training(accelerator: Any) -> None:
+    """Destroy the process group once nothing but `torch.distributed` holds it.
+
+    DDP's C++ Reducer holds the group too, and Python frees the Reducer with the GIL held. Were it
+    the group's last owner, gloo's destructor would wait for its worker threads while one of them
+    waits for the GIL to free a Python tensor of a finished collective (a barrier keeps the
+    all-reduce just before it alive): the process hangs at exit, as LeRobot 0.6.1's `lerobot-train`
+    does under torchrun on CPU with PyTorch 2.11 (pytorch#56297). So the prepared (DDP-wrapped)
+    objects, all local to `_train_with`, are gone and collected before the group is destroyed."""
+    accelerator.free_memory()
+    accelerator.end_training()
+
+
+def _train_with(accelerator: Any, cfg: TrainPipelineConfig, options: PluginOptions) -> Path | None:
+    """The training run in this process; the objects it prepares live no longer than it does."""
     if cfg.seed is not None:
         set_seed(cfg.seed, accelerator=accelerator)
     datasets = load_training_datasets(cfg)
@@ -523,5 +543,4 @@ def train(cfg: TrainPipelineConfig, options: PluginOptions) -> Path | None:
         close_envs(env)
     if is_main and cfg.policy.push_to_hub:
         _push(cfg, accelerator.unwrap_model(policy), preprocessor, postprocessor, checkpoint_dir)
-    accelerator.end_training()
     return checkpoint_dir
