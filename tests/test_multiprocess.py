@@ -201,7 +201,13 @@ def test_scripts_that_write_from_one_process_refuse_a_launch(script, args, tmp_p
 
 @pytest.mark.parametrize("policy_type", ["rewact", "actvantage"])
 def test_stock_lerobot_train_under_two_processes(policy_type, dataset, value_model, tmp_path):
-    """RewACT with its own targets, ACTvantage from an advantage file: LeRobot's DDP training, no plugin."""
+    """RewACT with its own targets, ACTvantage from an advantage file: LeRobot's DDP training, no plugin.
+
+    The last step is not a logging step. On LeRobot 0.6.1 with PyTorch 2.11 the metrics all-reduce
+    of a logging step, followed at once by the barrier after the last save, can hang a process at
+    exit, whatever the policy: the barrier keeps the all-reduce's tensors alive until it is freed
+    in a worker thread that needs the GIL, while `train` has returned and frees the DDP model, the
+    group's last owner, holding it (`rewact_tools.training.end_training` avoids it in train.py)."""
     flags = []
     if policy_type == "actvantage":
         advantages = tmp_path / "advantages.parquet"
@@ -217,11 +223,12 @@ def test_stock_lerobot_train_under_two_processes(policy_type, dataset, value_mod
         f"--policy.type={policy_type}",
         *flags,
         f"--output_dir={output}",
-        "--steps=2",
-        "--save_freq=2",
+        "--steps=3",
+        "--save_freq=3",
         "--wandb.enable=false",
         *TINY_POLICY_FLAGS,
-        *SMOKE_TRAIN_FLAGS,
+        *[flag for flag in SMOKE_TRAIN_FLAGS if not flag.startswith("--log_freq")],
+        "--log_freq=2",
     )
     assert run.returncode == 0, run.stderr[-4000:]
     assert "x 2" in run.stdout + run.stderr  # LeRobot's "Effective batch size: 4 x 2"
