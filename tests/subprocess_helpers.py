@@ -1,14 +1,32 @@
-"""Run LeRobot's and our command-line programs as a user would: subprocesses, offline, one thread."""
+"""Run LeRobot's and our command-line programs as a user would: offline, one thread.
+
+LeRobot's programs and anything that must start from a fresh interpreter run as subprocesses. Our
+scripts run by default in the test process itself, through the same `__main__` path a user's
+`python scripts/<name>.py` takes (`run_cli`, its exit codes and one-line errors), because the test
+process has already imported torch and LeRobot: a subprocess spends 3-5 CPU seconds on that before
+it does anything. Fresh-interpreter runs of our scripts stay where they matter: `recap.py`'s own
+commands, the multi-process launches, the newcomer's install, and `--help` of every script.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import logging
 import os
+import runpy
 import subprocess
 import sys
+import tempfile
+import traceback
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import torch
 
 from rewact_tools.lerobot_compat import EVAL_FREQ_FIELD
 
@@ -125,11 +143,84 @@ def _command(script: str, args: list[str], without_robocandywrapper: bool) -> li
     return [*python, str(REPO / "scripts" / script), *map(str, args)]
 
 
-def run_scripts(
-    *calls: tuple[str, list], parallel: int = 2, without_robocandywrapper: bool = False
+@contextlib.contextmanager
+def _as_main_program(argv: list[str]) -> Iterator[None]:
+    """What a script may change about its process, put back afterwards: arguments, working folder,
+    import path, environment, logging, warning filters and torch's thread count."""
+    saved_argv, saved_path, saved_cwd, saved_environ = sys.argv, sys.path[:], os.getcwd(), dict(os.environ)
+    root = logging.getLogger()
+    saved_handlers, saved_level, saved_threads = root.handlers[:], root.level, torch.get_num_threads()
+    sys.argv, sys.path[0] = argv, str(Path(argv[0]).parent)
+    os.chdir(REPO)
+    try:
+        with warnings.catch_warnings():
+            yield
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_environ)
+        root.handlers[:], root.level = saved_handlers, saved_level
+        torch.set_num_threads(saved_threads)
+
+
+def run_in_process(program: Path, args: list) -> Run:
+    """`python <program> ARGS`, run as `__main__` in this process, its output captured."""
+    argv = [str(program), *map(str, args)]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    returncode = 0
+    with _as_main_program(argv), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            runpy.run_path(argv[0], run_name="__main__")
+        except SystemExit as exit_:
+            if isinstance(exit_.code, str):
+                print(exit_.code, file=sys.stderr)
+            returncode = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+        except Exception:  # what an uncaught error does to a process: a traceback and exit 1
+            traceback.print_exc()
+            returncode = 1
+    return Run([program.name, *map(str, args)], returncode, stdout.getvalue(), stderr.getvalue())
+
+
+def _run_batch_in_a_fresh_interpreter(
+    calls: tuple[tuple[str, list], ...], without_robocandywrapper: bool
 ) -> list[Run]:
-    """Run `(script, args)` calls from the repository root, `parallel` at a time (the machine has two
-    cores; most of a run is importing torch and LeRobot). Results come in call order."""
+    """Our scripts one after the other in one new interpreter (`script_batch.py`): one import of
+    torch and LeRobot for the batch."""
+    with tempfile.TemporaryDirectory() as folder:
+        calls_file, results_file = Path(folder) / "calls.json", Path(folder) / "runs.json"
+        calls_file.write_text(json.dumps([[script, [str(arg) for arg in args]] for script, args in calls]))
+        command = [
+            sys.executable,
+            str(Path(__file__).with_name("script_batch.py")),
+            str(calls_file),
+            str(results_file),
+        ]
+        if without_robocandywrapper:
+            command.append("--without-robocandywrapper")
+        batch = subprocess.run(
+            command, cwd=REPO, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=900
+        )
+        assert batch.returncode == 0, f"{command} exited {batch.returncode}:\n{batch.stderr[-5000:]}"
+        return [Run(**run) for run in json.loads(results_file.read_text())]
+
+
+def run_scripts(
+    *calls: tuple[str, list],
+    parallel: int = 2,
+    without_robocandywrapper: bool = False,
+    fresh_interpreter: bool = False,
+) -> list[Run]:
+    """Run `(script, args)` calls from the repository root; results come in call order.
+
+    Our scripts run in this process, one after the other. `without_robocandywrapper` runs them in one
+    new interpreter in which robocandywrapper cannot be imported. `fresh_interpreter`, and any call
+    of LeRobot's programs, runs each call in its own subprocess, `parallel` at a time (the machine
+    has two cores; most of such a run is importing torch and LeRobot)."""
+    if not fresh_interpreter and not any(script.startswith("lerobot-") for script, _ in calls):
+        if without_robocandywrapper:
+            return _run_batch_in_a_fresh_interpreter(calls, without_robocandywrapper)
+        return [run_in_process(REPO / "scripts" / script, args) for script, args in calls]
     runs: list[Run] = []
     for start in range(0, len(calls), parallel):
         batch = calls[start : start + parallel]

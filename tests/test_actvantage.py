@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +21,7 @@ from lerobot_policy_actvantage.advantage import NEGATIVE, NULL, POSITIVE, advant
 from rewact_tools.lerobot_compat import dataset_to_policy_features
 
 from local_datasets import make_local_dataset
+from subprocess_helpers import run_in_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 4
@@ -742,18 +740,8 @@ def test_training_steps_on_a_real_dataset_with_an_advantage_file(tmp_path, image
 
 def test_guidance_latency_benchmark_quick(tmp_path):
     output = tmp_path / "latency.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "bench_guidance_latency.py"),
-            "--quick",
-            "--output",
-            str(output),
-        ],
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
+    completed = run_in_process(
+        REPO_ROOT / "benchmarks" / "bench_guidance_latency.py", ["--quick", "--output", output]
     )
     assert completed.returncode == 0, completed.stderr
     assert "torch threads 1" in completed.stdout

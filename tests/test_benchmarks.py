@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +21,8 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import common  # noqa: E402
 
+from subprocess_helpers import Run, run_in_process  # noqa: E402
+
 QUICK_MIX, QUICK_SEED, QUICK_MAX_STEPS = "clean=2,giveup=2", 0, 40  # the benchmarks' --quick data
 
 
@@ -34,16 +34,15 @@ def data_dir(tmp_path_factory) -> Path:
     return folder
 
 
-def run_benchmark(script: str, *args: str) -> None:
-    completed = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), "--quick", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO_ROOT,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+def run_benchmark(script: str, *args: str) -> Run:
+    """A benchmark in this test process (`subprocess_helpers.run_in_process`); it must exit 0."""
+    run = run_in_process(BENCHMARKS / script, list(args))
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+def run_quick_benchmark(script: str, *args: str) -> None:
+    run_benchmark(script, "--quick", *args)
 
 
 def test_dataset_is_cached_by_name(data_dir):
@@ -109,7 +108,7 @@ def test_extra_by_index_needs_every_frame(data_dir):
 
 def test_reward_model_quick(data_dir, tmp_path):
     output = tmp_path / "reward_model.json"
-    run_benchmark("bench_reward_model.py", "--data-dir", str(data_dir), "--output", str(output))
+    run_quick_benchmark("bench_reward_model.py", "--data-dir", str(data_dir), "--output", str(output))
     results = json.loads(output.read_text())
     assert results["quick"] and results["threads"] == 1 and results["labels"] == "success_progress"
     assert set(results["state"]["arms"]) == {"one_hot", "two_hot", "hl_gauss", "upstream_style"}
@@ -136,10 +135,10 @@ def test_reward_model_image_runs_resume(data_dir, tmp_path):
     """A second call with --resume keeps the runs the file holds and adds the new ones only."""
     output = tmp_path / "image.json"
     common_args = ("--data-dir", str(data_dir), "--output", str(output), "--parts", "image")
-    run_benchmark("bench_reward_model.py", *common_args, "--image-arms", "group_norm")
+    run_quick_benchmark("bench_reward_model.py", *common_args, "--image-arms", "group_norm")
     first = json.loads(output.read_text())["image"]["arms"]["group_norm"]["seeds"]["0"]
     arms = "group_norm,timm:resnet10t"
-    run_benchmark("bench_reward_model.py", *common_args, "--image-arms", arms, "--resume")
+    run_quick_benchmark("bench_reward_model.py", *common_args, "--image-arms", arms, "--resume")
     results = json.loads(output.read_text())["image"]["arms"]
     assert results["group_norm"]["seeds"] == {"0": first}
     assert set(results["timm:resnet10t"]["seeds"]) == {"0"}
@@ -157,7 +156,7 @@ def test_actvantage_vs_act_quick(tmp_path):
     arms = "oracle,filtered_bc,act_all,actvantage,actvantage_true" + (",rabc" if HAS_SAMPLE_WEIGHTING else "")
     outputs = [tmp_path / f"seed{seed}.json" for seed in (0, 1)]
     for seed, output in enumerate(outputs):
-        run_benchmark(
+        run_quick_benchmark(
             "bench_actvantage_vs_act.py",
             "--data-dir",
             data,
@@ -210,8 +209,7 @@ def test_actvantage_vs_act_quick(tmp_path):
     assert overall == {setting: row["all"] for setting, row in fractions.items()}
     # The second seed reused the cached value model, so both runs share it and merge.
     merged_path = tmp_path / "merged.json"
-    command = [sys.executable, str(BENCHMARKS / "bench_actvantage_vs_act.py"), "--merge", *map(str, outputs)]
-    subprocess.run([*command, "--output", str(merged_path)], check=True, capture_output=True, timeout=120)
+    run_benchmark("bench_actvantage_vs_act.py", "--merge", *map(str, outputs), "--output", str(merged_path))
     merged = json.loads(merged_path.read_text())
     assert merged["seeds"] == [0, 1] and merged["summary"]["act_all"]["seeds"] == 2
     assert merged["summary_vs_filtered_bc"]["act_all"]["success_rate"]["minus_filtered_bc"]["ci95"]
@@ -273,7 +271,7 @@ def test_recap_quick(tmp_path):
     corrections) is in its round-1 data; filtered BC trains on successes and corrections only; the
     summary compares each round with filtered BC of that round, of round 0, and with the last round."""
     output = tmp_path / "recap.json"
-    run_benchmark(
+    run_quick_benchmark(
         "bench_recap.py",
         *("--data-dir", str(tmp_path / "data"), "--output", str(output)),
         *("--negative-weight", "0.5", "--negative-weight-by", "loss", "--guided-beta", "1.5,2"),
@@ -556,7 +554,7 @@ def test_closed_loop_summary_intervals_paired_differences_and_throughput():
 
 def test_overhead_quick(tmp_path):
     output = tmp_path / "overhead.json"
-    run_benchmark("bench_overhead.py", "--repeats", "2", "--output", str(output))
+    run_quick_benchmark("bench_overhead.py", "--repeats", "2", "--output", str(output))
     results = json.loads(output.read_text())
     assert results["threads"] == 1
     assert results["train_ratio_rewact_over_act"] > 0 and results["inference_ratio_rewact_over_act"] > 0
@@ -565,7 +563,7 @@ def test_overhead_quick(tmp_path):
 def test_ddp_buffers_quick(tmp_path):
     """Two gloo processes train each arm; only the replaced layout broadcasts the table."""
     output = tmp_path / "ddp.json"
-    run_benchmark("bench_ddp_buffers.py", "--output", str(output))
+    run_quick_benchmark("bench_ddp_buffers.py", "--output", str(output))
     arms = json.loads(output.read_text())["arms"]
     assert arms["table_10k"]["bytes_broadcast_per_step"] == arms["table_2M"]["bytes_broadcast_per_step"]
     table_bytes = arms["buffer_2M"]["bytes_broadcast_per_step"] - arms["table_2M"]["bytes_broadcast_per_step"]
@@ -576,7 +574,7 @@ def test_ddp_buffers_quick(tmp_path):
 def test_sharded_values_quick(tmp_path):
     """One process and two (gloo) predict the same table; both throughputs are reported."""
     output = tmp_path / "sharded.json"
-    run_benchmark("bench_sharded_values.py", "--output", str(output))
+    run_quick_benchmark("bench_sharded_values.py", "--output", str(output))
     results = json.loads(output.read_text())
     assert results["tables_identical"] and results["frames"] == 120
     assert set(results["frames_per_second"]) == {"1", "2"} and results["speedup_two_over_one"] > 0
@@ -596,7 +594,7 @@ def test_train_policy_rejects_an_unknown_clock():
 
 def test_vision_encoder_quick(tmp_path):
     output = tmp_path / "vision_encoder.json"
-    run_benchmark("bench_vision_encoder.py", "--output", str(output))
+    run_quick_benchmark("bench_vision_encoder.py", "--output", str(output))
     results = json.loads(output.read_text())
     assert results["threads"] == 1 and set(results["scenarios"]) == {"quick_32"}
     row = results["scenarios"]["quick_32"]
@@ -606,7 +604,7 @@ def test_vision_encoder_quick(tmp_path):
 def test_oracle_quick(tmp_path):
     """Every arm trains, reports open-loop errors and the three rollout sets at each checkpoint."""
     output = tmp_path / "oracle.json"
-    run_benchmark("bench_oracle.py", "--data-dir", str(tmp_path / "data"), "--output", str(output))
+    run_quick_benchmark("bench_oracle.py", "--data-dir", str(tmp_path / "data"), "--output", str(output))
     results = json.loads(output.read_text())
     assert results["quick"] and results["threads"] == 1
     assert set(results["arms"]) == {
@@ -636,9 +634,10 @@ def test_oracle_quick(tmp_path):
     assert output.with_suffix(".png").stat().st_size > 0
 
 
-def merge_oracle_results(*paths: Path, output: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, str(BENCHMARKS / "bench_oracle.py"), "--merge", *map(str, paths)]
-    return subprocess.run([*command, "--output", str(output)], capture_output=True, text=True, timeout=120)
+def merge_oracle_results(*paths: Path, output: Path) -> Run:
+    return run_in_process(
+        BENCHMARKS / "bench_oracle.py", ["--merge", *map(str, paths), "--output", str(output)]
+    )
 
 
 def test_oracle_merge_joins_parallel_runs(tmp_path):

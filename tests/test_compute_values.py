@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +14,7 @@ from rewact_tools.processors import make_pre_post_processors
 from rewact_tools.values import VALUE_COLUMNS, FrameBatches, compute_values
 
 from policy_helpers import TINY_ACT, chunked_dataset, policy_features
+from subprocess_helpers import run_in_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,20 +115,9 @@ def test_rejects_a_bad_batch_size(env_state_dataset):
 
 def test_quick_benchmark_runs(tmp_path):
     output = tmp_path / "bench.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "benchmarks" / "bench_compute_values.py"),
-            "--quick",
-            "--repeats",
-            "1",
-            "--output",
-            str(output),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    completed = run_in_process(
+        REPO_ROOT / "benchmarks" / "bench_compute_values.py",
+        ["--quick", "--repeats", "1", "--output", output],
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "speed-up" in completed.stdout and "threads=1" in completed.stdout

@@ -28,6 +28,8 @@ from rewact_tools.pusht import (
     summarize,
 )
 
+from subprocess_helpers import Run, run_scripts
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "scripts" / "make_pusht_dataset.py"
 REPO_ID = "local/pusht_test"
@@ -40,7 +42,10 @@ LOST_BLOCK = 198
 through the left wall and can no longer plan (the issue's crash, made with the raw commands)."""
 
 
-def run_script(*args: str, hash_seed: int | None = None) -> subprocess.CompletedProcess:
+def run_script(*args: str, hash_seed: int | None = None) -> subprocess.CompletedProcess | Run:
+    """The script in this test process, or with `hash_seed` in a fresh one with that PYTHONHASHSEED."""
+    if hash_seed is None:
+        return run_scripts((SCRIPT.name, list(args)))[0]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     if hash_seed is not None:
         env["PYTHONHASHSEED"] = str(hash_seed)

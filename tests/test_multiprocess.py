@@ -21,7 +21,15 @@ from lerobot_policy_rewact import RewACTPolicy
 from rewact_tools.processors import make_pre_post_processors
 
 from local_datasets import make_local_dataset
-from subprocess_helpers import BIN, REPO, SMOKE_TRAIN_FLAGS, SUBPROCESS_ENV, TINY_POLICY_FLAGS
+from subprocess_helpers import (
+    BIN,
+    REPO,
+    SMOKE_TRAIN_FLAGS,
+    SUBPROCESS_ENV,
+    TINY_POLICY_FLAGS,
+    run_script,
+    run_scripts,
+)
 
 LAUNCH_TIMEOUT_S = 300
 """About ten times the longest launch here: a hung process (PyTorch's gloo teardown can deadlock) fails
@@ -124,8 +132,7 @@ def test_train_with_plugins_under_two_processes_logs_and_saves_once(dataset, tmp
 @pytest.fixture(scope="module")
 def value_model(dataset, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("value_model") / "out"
-    run = launch(
-        1,
+    run_script(
         "train.py",
         "--dataset.repo_id=local/a",
         f"--dataset.root={dataset}",
@@ -134,8 +141,7 @@ def value_model(dataset, tmp_path_factory) -> Path:
         "--steps=2",
         *TINY_POLICY_FLAGS,
         *SMOKE_TRAIN_FLAGS,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    ).check()
     return output / "checkpoints" / "last" / "pretrained_model"
 
 
@@ -145,29 +151,22 @@ def pass_args(dataset: Path, value_model: Path) -> list[str]:
 
 
 def test_dataset_passes_split_their_frames_and_write_what_one_process_writes(dataset, value_model, tmp_path):
+    """Each pass under a two-process launch writes what a plain one-process run writes."""
     common = pass_args(dataset, value_model)
     outputs = {}
     for processes in (1, 2):
         advantages = tmp_path / f"advantages_{processes}.parquet"
         progress = tmp_path / f"progress_{processes}.parquet"
         metrics = tmp_path / f"metrics_{processes}.json"
-        runs = [
-            launch(
-                processes,
-                "precompute_advantage.py",
-                *common,
-                "--batch-size",
-                "5",
-                "--output",
-                str(advantages),
-            ),
-            launch(
-                processes, "compute_rabc_progress.py", *common, "--batch-size", "5", "--output", str(progress)
-            ),
-            launch(
-                processes, "evaluate_reward_model.py", *common, "--batch-size", "5", "--output", str(metrics)
-            ),
+        calls = [
+            ("precompute_advantage.py", [*common, "--batch-size", "5", "--output", str(advantages)]),
+            ("compute_rabc_progress.py", [*common, "--batch-size", "5", "--output", str(progress)]),
+            ("evaluate_reward_model.py", [*common, "--batch-size", "5", "--output", str(metrics)]),
         ]
+        if processes == 1:
+            runs = run_scripts(*calls)
+        else:
+            runs = [launch(processes, script, *args) for script, args in calls]
         for run in runs:
             assert run.returncode == 0, run.stderr[-3000:]
             assert run.stdout.count("wrote ") == 1, run.stdout  # the main process alone reports
@@ -212,7 +211,7 @@ def test_stock_lerobot_train_under_two_processes(policy_type, dataset, value_mod
     if policy_type == "actvantage":
         advantages = tmp_path / "advantages.parquet"
         common = pass_args(dataset, value_model)
-        assert launch(1, "precompute_advantage.py", *common, "--output", str(advantages)).returncode == 0
+        run_script("precompute_advantage.py", *common, "--output", str(advantages)).check()
         flags = [f"--policy.advantage_file={advantages}"]
     output = tmp_path / policy_type
     run = launch(

@@ -142,7 +142,8 @@ def advantages_b(dataset_b) -> Path:
 
 
 def test_every_script_has_help():
-    runs = run_scripts(*((script, ["--help"]) for script in SCRIPTS))
+    """Each script starts in a fresh interpreter (the other tests run them in the test process)."""
+    runs = run_scripts(*((script, ["--help"]) for script in SCRIPTS), fresh_interpreter=True)
     for script, run in zip(SCRIPTS, runs, strict=True):
         run.check()
         assert "usage:" in run.stdout, script

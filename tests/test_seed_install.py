@@ -8,19 +8,27 @@ small MP4 dataset, and `scripts/visualise_reward_predictions.py` renders one epi
 RewACT starts from ImageNet ResNet18 weights, which cannot be downloaded here: a random-weight
 stand-in lies where torchvision caches them.
 
+Installing LeRobot, torch and the rest from scratch copies gigabytes and takes minutes, so that run is
+marked `slow`. The default run gives the new venv this platform's installed dependencies instead
+(exactly the distributions our three packages need, transitively, and nothing else): pip still
+resolves every requirement, but installs only our packages.
+
 Before anything is installed, pip resolves ACTvantage alone (`--dry-run`): it needs RewACT and must
 not resolve to the unrelated PyPI project of that name. RewACT, installed first, resolves alone.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torchvision
+from packaging.requirements import Requirement
 
 from rewact_tools.candywrapper import install_command
 
@@ -31,6 +39,7 @@ from subprocess_helpers import REPO, SUBPROCESS_ENV, mp4_frames
 # pip configuration notes its own package folders, and LeRobot 0.4.4 asks for huggingface-hub's
 # "hf-transfer" extra, which the huggingface-hub versions it allows no longer have.
 ALARMING = ("deprecat", "does not provide the extra", "error", "warning")
+PACKAGES = ("lerobot_policy_rewact", "lerobot_policy_actvantage", "rewact_tools")
 NOT_OURS = ("WARNING: Location 'file:", "does not provide the extra 'hf-transfer'")
 SEED_TRAIN_FLAGS = [
     "--dataset.repo_id=local/seed",
@@ -81,6 +90,49 @@ def _fresh_venv(folder: Path) -> tuple[Path, dict[str, str]]:
     return venv, env
 
 
+def _dependency_closure(names: tuple[str, ...]) -> tuple[list[importlib.metadata.Distribution], set[str]]:
+    """The installed distributions that `names` need without extras, transitively (`names` left out),
+    following the extras each requirement asks for (`lerobot[training]`); and the names of those that
+    are needed but not installed here (torchcodec, which the Makefile removes)."""
+    closure: dict[str, importlib.metadata.Distribution] = {}
+    missing: set[str] = set()
+    followed: set[tuple[str, str]] = set()
+    pending = [(name, "") for name in names]
+    while pending:
+        name, extra = pending.pop()
+        key = name.lower().replace("_", "-")
+        if (key, extra) in followed:
+            continue
+        followed.add((key, extra))
+        try:
+            distribution = closure.setdefault(key, importlib.metadata.distribution(name))
+        except importlib.metadata.PackageNotFoundError:
+            missing.add(key)
+            continue
+        for requirement in map(Requirement, distribution.requires or []):
+            if not requirement.marker or requirement.marker.evaluate({"extra": extra}):
+                pending.extend((requirement.name, wanted) for wanted in ("", *requirement.extras))
+    ours = {name.replace("_", "-") for name in names}
+    return [distribution for key, distribution in closure.items() if key not in ours], missing
+
+
+def _lend_installed_dependencies(venv: Path, folder: Path) -> set[str]:
+    """Put this platform's installed copies of our packages' dependencies on the venv's path (a
+    folder of links to their files, named by a `.pth` file); return the dependencies pip must still
+    install because they are not installed here."""
+    lent = folder / "lent_site_packages"
+    lent.mkdir()
+    installed, missing = _dependency_closure(PACKAGES)
+    for distribution in installed:
+        assert distribution.files is not None, f"{distribution.metadata['Name']} has no RECORD"
+        for top in {file.parts[0] for file in distribution.files} - {"..", "__pycache__"}:
+            if not (lent / top).exists():
+                (lent / top).symlink_to(distribution.locate_file(top))
+    (venv_site_packages,) = (venv / "lib").glob("python*/site-packages")
+    (venv_site_packages / "lent_dependencies.pth").write_text(f"{lent}\n")
+    return missing
+
+
 def _actvantage_alone_does_not_resolve(venv: Path, env: dict[str, str]) -> None:
     """ACTvantage needs this tree's RewACT: alone, pip must stop there rather than pick the
     unrelated PyPI project of that name."""
@@ -92,15 +144,24 @@ def _actvantage_alone_does_not_resolve(venv: Path, env: dict[str, str]) -> None:
     assert "Would install" not in output
 
 
-def test_seed_install_and_quick_start(tmp_path):
+@pytest.mark.parametrize("dependencies", ["lent", pytest.param("from_scratch", marks=pytest.mark.slow)])
+def test_seed_install_and_quick_start(tmp_path, dependencies):
     venv, env = _fresh_venv(tmp_path)
+    not_lent = _lend_installed_dependencies(venv, tmp_path) if dependencies == "lent" else set()
     _actvantage_alone_does_not_resolve(venv, env)
-    for package in ("lerobot_policy_rewact", "lerobot_policy_actvantage", "rewact_tools"):
+    for package in PACKAGES:
         output = _ok(_run([venv / "bin" / "pip", "install", "-e", "."], REPO / package, env))
         assert not _alarming_lines(output), f"pip install -e {package} printed:\n" + "\n".join(
             _alarming_lines(output)
         )
-    _ok(_run([venv / "bin" / "lerobot-train", "--help"], tmp_path, env))
+        if dependencies == "lent":  # pip resolved every dependency it was lent to the lent copy
+            (installed,) = [line for line in output.splitlines() if line.startswith("Installing collected")]
+            names = {name.lower().replace("_", "-") for name in installed.split(": ")[1].split(", ")}
+            assert package.replace("_", "-") in names and names <= not_lent | {package.replace("_", "-")}, (
+                installed
+            )
+    if dependencies == "from_scratch":  # console scripts are installed with LeRobot itself
+        _ok(_run([venv / "bin" / "lerobot-train", "--help"], tmp_path, env))
 
     make_local_dataset(tmp_path / "seed", repo_id="local/seed", episode_lengths=(12, 14, 10), use_videos=True)
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
