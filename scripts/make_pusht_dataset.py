@@ -16,7 +16,6 @@ from pathlib import Path
 from rewact_tools.distributed import exit_if_launched
 from rewact_tools.pusht.config import GenerationConfig, parse_mix
 from rewact_tools.pusht.quality import HAND_SPEED, SETTINGS
-from rewact_tools.pusht.writer import EPISODES_SIDECAR, generate_pusht_dataset, summarize
 
 SETTINGS_HELP = """quality settings (for --mix):
   clean   the scripted expert: plans each push on a copy of the simulator; ~100% success in ~85 steps
@@ -132,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
         config = build_config(args)
     except ValueError as error:
         sys.exit(f"make_pusht_dataset.py: error: {error}")
+    # The simulator and LeRobot load only now: --help and argument errors answer at once.
+    from rewact_tools.pusht.writer import EPISODES_SIDECAR, generate_pusht_dataset, summarize
+
     start = time.perf_counter()
     results = generate_pusht_dataset(
         args.root,

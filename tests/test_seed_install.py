@@ -118,8 +118,9 @@ def _dependency_closure(names: tuple[str, ...]) -> tuple[list[importlib.metadata
 
 def _lend_installed_dependencies(venv: Path, folder: Path) -> set[str]:
     """Put this platform's installed copies of our packages' dependencies on the venv's path (a
-    folder of links to their files, named by a `.pth` file); return the dependencies pip must still
-    install because they are not installed here."""
+    folder of links to their files, named by a `.pth` file); return the dependencies pip may still
+    install: those not installed here, and those the new venv came with (pip and, below Python 3.12,
+    setuptools), whose own older copies come first on its path."""
     lent = folder / "lent_site_packages"
     lent.mkdir()
     installed, missing = _dependency_closure(PACKAGES)
@@ -130,7 +131,10 @@ def _lend_installed_dependencies(venv: Path, folder: Path) -> set[str]:
                 (lent / top).symlink_to(distribution.locate_file(top))
     (venv_site_packages,) = (venv / "lib").glob("python*/site-packages")
     (venv_site_packages / "lent_dependencies.pth").write_text(f"{lent}\n")
-    return missing
+    own = {
+        path.name.split("-")[0].lower().replace("_", "-") for path in venv_site_packages.glob("*.dist-info")
+    }
+    return missing | own
 
 
 def _actvantage_alone_does_not_resolve(venv: Path, env: dict[str, str]) -> None:

@@ -5,8 +5,7 @@ package itself imports nothing heavy, so a script's `--help` or argument error d
 for torch and LeRobot to import.
 """
 
-from importlib import import_module
-from typing import Any
+from rewact_tools.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "rewact_tools.advantages": (
@@ -88,17 +87,4 @@ _EXPORTS = {
         "compute_values",
     ),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'rewact_tools' has no attribute {name!r}")
-    value = getattr(import_module(_MODULE_OF[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
