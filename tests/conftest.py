@@ -5,8 +5,13 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
+import shutil  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from filelock import FileLock  # noqa: E402
 
 from local_datasets import make_local_dataset  # noqa: E402
 
@@ -39,3 +44,25 @@ def env_state_dataset(tmp_path_factory):
         env_state_dim=4,
         episode_lengths=(20, 24, 18, 22),
     )
+
+
+@pytest.fixture(scope="session")
+def build_once(tmp_path_factory, worker_id) -> Callable[[str, Callable[[Path], None]], Path]:
+    """`build_once(name, build)`: a folder that `build(folder)` filled, built once per test run
+    however many xdist workers ask for it (the others wait for it) and shared by them, so read only.
+    For costly artefacts such as a checkpoint trained by a `lerobot-train` subprocess."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base if worker_id == "master" else base.parent) / "built_once"
+    shared.mkdir(exist_ok=True)
+
+    def get(name: str, build: Callable[[Path], None]) -> Path:
+        folder = shared / name
+        with FileLock(f"{folder}.lock"):
+            if not (folder / ".built").is_file():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir()
+                build(folder)
+                (folder / ".built").touch()
+        return folder
+
+    return get

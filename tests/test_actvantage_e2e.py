@@ -17,10 +17,8 @@ from local_datasets import make_local_dataset
 from subprocess_helpers import BIN, SMOKE_TRAIN_FLAGS, TINY_POLICY_FLAGS, run_ok
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
+def train(work: Path) -> None:
     """A 4-step training run on a PushT-shaped dataset with an advantages parquet."""
-    work = tmp_path_factory.mktemp("actvantage_e2e")
     dataset = make_local_dataset(
         work / "dataset",
         cameras=("observation.image",),
@@ -53,7 +51,11 @@ def checkpoint(tmp_path_factory) -> Path:
         cwd=work,
     )
     advantages.unlink()
-    return work / "train" / "checkpoints" / "last" / "pretrained_model"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(build_once) -> Path:
+    return build_once("actvantage_e2e", train) / "train" / "checkpoints" / "last" / "pretrained_model"
 
 
 def test_training_writes_a_checkpoint_without_the_lookup_table(checkpoint):

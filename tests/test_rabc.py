@@ -8,6 +8,7 @@ if the file is not what LeRobot reads. The end-to-end test trains RewACT with
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,18 +109,25 @@ def test_lerobots_rabc_weighter_reads_the_file_and_zeroes_falling_frames(tmp_pat
     assert len(set(weights.tolist())) > 2  # not uniform
 
 
-@pytest.fixture(scope="module")
-def rabc_dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rabc") / "data"
+def make_rabc_dataset(root: Path) -> Path:
     make_local_dataset(root, repo_id="local/rabc", episode_lengths=(14, 18, 12), with_next_fields=True)
     return root
 
 
 @pytest.fixture(scope="module")
-def reward_checkpoint(rabc_dataset, tmp_path_factory):
-    output = tmp_path_factory.mktemp("rabc_train") / "reward_model"
-    train_tiny(rabc_dataset, "local/rabc", output)
-    return last_checkpoint(output)
+def rabc_dataset(tmp_path_factory):
+    """This worker's copy: the tests write into it."""
+    return make_rabc_dataset(tmp_path_factory.mktemp("rabc") / "data")
+
+
+def train_reward_model(work: Path) -> None:
+    train_tiny(make_rabc_dataset(work / "data"), "local/rabc", work / "reward_model")
+
+
+@pytest.fixture(scope="module")
+def reward_checkpoint(build_once):
+    """Trained by stock lerobot-train on an identical copy of the dataset, once per test run."""
+    return last_checkpoint(build_once("rabc_reward_model", train_reward_model) / "reward_model")
 
 
 @needs_sample_weighting

@@ -4,6 +4,7 @@ through stock `lerobot-train`, `compute_values` and the scripts that read frames
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,9 +29,7 @@ CAMERAS = ("observation.images.front", "observation.images.wrist")
 LENGTHS = (24, 30, 18)
 
 
-@pytest.fixture(scope="module")
-def video_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("video") / "data"
+def make_video_dataset(root: Path) -> Path:
     make_local_dataset(
         root,
         repo_id=REPO_ID,
@@ -45,11 +44,20 @@ def video_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def video_checkpoint(video_root, tmp_path_factory):
-    """A RewACT trained on the video dataset by stock lerobot-train, decoding with PyAV."""
-    output = tmp_path_factory.mktemp("video_train") / "rewact"
-    train_tiny(video_root, REPO_ID, output, "--dataset.video_backend=pyav")
-    return last_checkpoint(output)
+def video_root(tmp_path_factory):
+    """This worker's copy: the scripts write into it."""
+    return make_video_dataset(tmp_path_factory.mktemp("video") / "data")
+
+
+def train_on_videos(work: Path) -> None:
+    train_tiny(make_video_dataset(work / "data"), REPO_ID, work / "rewact", "--dataset.video_backend=pyav")
+
+
+@pytest.fixture(scope="module")
+def video_checkpoint(build_once):
+    """A RewACT trained by stock lerobot-train on an identical copy of the video dataset, decoding with
+    PyAV, once per test run."""
+    return last_checkpoint(build_once("video_rewact", train_on_videos) / "rewact")
 
 
 def test_the_dataset_really_stores_videos(video_root):
