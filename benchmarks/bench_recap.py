@@ -683,14 +683,18 @@ def compare(flat: dict[str, dict], label: str, reference: str) -> dict:
 
 def summarise(per_seed: dict[str, dict], rounds: int) -> dict:
     """Per round, every arm's statistics and its paired difference from filtered BC of that round;
-    each arm's difference from filtered BC of round 0 and from its own previous round."""
+    each arm's difference from filtered BC of round 0 and from its own previous round. Only what was
+    evaluated on every seed is compared (merged runs may add a guided variant on some seeds); the
+    rest is listed under `not_on_every_seed`."""
     flat = evaluations_by_seed(per_seed)
-    labels = sorted({key.rsplit("@", 1)[0] for evaluations in flat.values() for key in evaluations})
+    by_seed = [{key.rsplit("@", 1)[0] for key in evaluations} for evaluations in flat.values()]
+    labels = sorted(set.intersection(*by_seed))
     summary: dict = {
         "rounds": {},
         "vs_round0_filtered_bc": {},
         "vs_previous_round": {},
         "vs_weighted_bc": {},
+        "not_on_every_seed": sorted(set.union(*by_seed) - set(labels)),
     }
     for round_ in range(rounds + 1):
         keys = [f"{label}@{round_}" for label in labels]
@@ -764,6 +768,8 @@ def print_table(results: dict) -> None:
         f"{results['eval']['episodes_per_seed']} mix={results['dataset']['mix']} "
         f"wall={results['wall_seconds']} s"
     )
+    if results["summary"].get("not_on_every_seed"):
+        print(f"not on every seed, so left out: {', '.join(results['summary']['not_on_every_seed'])}")
     for round_, summary in results["summary"]["rounds"].items():
         print(f"round {round_} (differences: vs {REFERENCE_ARM} of this round)")
         closed_loop_stats.print_summary(summary, REFERENCE_ARM)

@@ -450,6 +450,30 @@ def test_recap_weighted_bc_in_siriuss_form():
     assert bench_recap.Experience(episodes[1:], 2).sirius_weights().tolist() == [1] * 4
 
 
+def test_recap_summary_compares_only_what_every_seed_evaluated():
+    """Merged runs where a guided variant was evaluated on some seeds only: the summary pairs the
+    rest over every seed and names what it left out, instead of failing."""
+    import bench_recap
+
+    def evaluation(successes):
+        return {"successes": successes, "max_coverages": [0.5] * 4, "steps": [100] * 4}
+
+    def arm(name, guided):
+        labels = {name: evaluation([True, False, True, False])}
+        if guided:
+            labels[f"{name}_beta1.5"] = evaluation([True] * 4)
+        return [{"round": 0, "eval": labels}]
+
+    per_seed = {
+        seed: {"filtered_bc": arm("filtered_bc", False), "actvantage": arm("actvantage", seed == "2")}
+        for seed in ("0", "1", "2")
+    }
+    summary = bench_recap.summarise(per_seed, 0)
+    assert summary["not_on_every_seed"] == ["actvantage_beta1.5"]
+    assert set(summary["rounds"]["0"]) == {"filtered_bc", "actvantage"}
+    assert summary["rounds"]["0"]["actvantage"]["success_rate"]["minus_filtered_bc"]["mean"] == 0.0
+
+
 def test_train_policy_draws_rows_by_weight():
     """Rows of weight 0 are never drawn; the batch comes from the weighted rows only."""
     frames = common.Frames(
