@@ -1,15 +1,14 @@
-"""Run several of our scripts one after the other in this one fresh interpreter, as
-`run_scripts(..., without_robocandywrapper=True)` asks: `python script_batch.py CALLS RESULTS
-[--without-robocandywrapper]`, CALLS a JSON list of [script, args], RESULTS where the runs go as JSON.
-Hidden, robocandywrapper fails to import as a missing module does, from the first import on."""
+"""Run several of our scripts one after the other in this one fresh interpreter without
+robocandywrapper, as `run_scripts(..., without_robocandywrapper=True)` asks: `python script_batch.py
+CALLS RESULTS`, CALLS a JSON list of [script, args], RESULTS where the runs go as JSON. Hidden,
+robocandywrapper fails to import as a missing module does, from the first import on."""
 
 import dataclasses
 import json
 import sys
 from pathlib import Path
 
-if "--without-robocandywrapper" in sys.argv:
-    sys.modules["robocandywrapper"] = None
+sys.modules["robocandywrapper"] = None
 
 sys.path.insert(0, str(Path(__file__).parent))
 

@@ -126,21 +126,10 @@ class Run:
         return errors[0]
 
 
-# A Python that runs a script (its first argument) as if robocandywrapper were not installed: importing
-# it fails as importing a missing module does.
-PYTHON_WITHOUT_ROBOCANDYWRAPPER = [
-    sys.executable,
-    "-c",
-    "import runpy, sys; sys.modules['robocandywrapper'] = None; sys.argv = sys.argv[1:]; "
-    "runpy.run_path(sys.argv[0], run_name='__main__')",
-]
-
-
-def _command(script: str, args: list[str], without_robocandywrapper: bool) -> list[str]:
+def _command(script: str, args: list[str]) -> list[str]:
     if script.startswith("lerobot-"):
         return [str(BIN / script), *map(str, args)]
-    python = PYTHON_WITHOUT_ROBOCANDYWRAPPER if without_robocandywrapper else [sys.executable]
-    return [*python, str(REPO / "scripts" / script), *map(str, args)]
+    return [sys.executable, str(REPO / "scripts" / script), *map(str, args)]
 
 
 @contextlib.contextmanager
@@ -182,11 +171,9 @@ def run_in_process(program: Path, args: list) -> Run:
     return Run([program.name, *map(str, args)], returncode, stdout.getvalue(), stderr.getvalue())
 
 
-def _run_batch_in_a_fresh_interpreter(
-    calls: tuple[tuple[str, list], ...], without_robocandywrapper: bool
-) -> list[Run]:
-    """Our scripts one after the other in one new interpreter (`script_batch.py`): one import of
-    torch and LeRobot for the batch."""
+def _run_without_robocandywrapper(calls: tuple[tuple[str, list], ...]) -> list[Run]:
+    """Our scripts one after the other in one new interpreter in which robocandywrapper cannot be
+    imported (`script_batch.py`): one import of torch and LeRobot for the batch."""
     with tempfile.TemporaryDirectory() as folder:
         calls_file, results_file = Path(folder) / "calls.json", Path(folder) / "runs.json"
         calls_file.write_text(json.dumps([[script, [str(arg) for arg in args]] for script, args in calls]))
@@ -196,8 +183,6 @@ def _run_batch_in_a_fresh_interpreter(
             str(calls_file),
             str(results_file),
         ]
-        if without_robocandywrapper:
-            command.append("--without-robocandywrapper")
         batch = subprocess.run(
             command, cwd=REPO, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=900
         )
@@ -213,20 +198,20 @@ def run_scripts(
 ) -> list[Run]:
     """Run `(script, args)` calls from the repository root; results come in call order.
 
-    Our scripts run in this process, one after the other. `without_robocandywrapper` runs them in one
-    new interpreter in which robocandywrapper cannot be imported. `fresh_interpreter`, and any call
-    of LeRobot's programs, runs each call in its own subprocess, `parallel` at a time (the machine
-    has two cores; most of such a run is importing torch and LeRobot)."""
+    Our scripts run in this process, one after the other. `without_robocandywrapper` runs them (ours
+    only) in one new interpreter in which robocandywrapper cannot be imported. `fresh_interpreter`,
+    and any call of LeRobot's programs, runs each call in its own subprocess, `parallel` at a time
+    (the machine has two cores; most of such a run is importing torch and LeRobot)."""
+    if without_robocandywrapper:
+        return _run_without_robocandywrapper(calls)
     if not fresh_interpreter and not any(script.startswith("lerobot-") for script, _ in calls):
-        if without_robocandywrapper:
-            return _run_batch_in_a_fresh_interpreter(calls, without_robocandywrapper)
         return [run_in_process(REPO / "scripts" / script, args) for script, args in calls]
     runs: list[Run] = []
     for start in range(0, len(calls), parallel):
         batch = calls[start : start + parallel]
         processes = [
             subprocess.Popen(
-                _command(script, args, without_robocandywrapper),
+                _command(script, args),
                 cwd=REPO,
                 env=SUBPROCESS_ENV,
                 stdout=subprocess.PIPE,

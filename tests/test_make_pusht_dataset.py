@@ -46,9 +46,13 @@ def run_script(*args: str, hash_seed: int | None = None) -> subprocess.Completed
     """The script in this test process, or with `hash_seed` in a fresh one with that PYTHONHASHSEED."""
     if hash_seed is None:
         return run_scripts((SCRIPT.name, list(args)))[0]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    if hash_seed is not None:
-        env["PYTHONHASHSEED"] = str(hash_seed)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONHASHSEED": str(hash_seed),
+    }
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args],
         capture_output=True,

@@ -29,6 +29,7 @@ import pytest
 import torch
 import torchvision
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from rewact_tools.candywrapper import install_command
 
@@ -100,7 +101,7 @@ def _dependency_closure(names: tuple[str, ...]) -> tuple[list[importlib.metadata
     pending = [(name, "") for name in names]
     while pending:
         name, extra = pending.pop()
-        key = name.lower().replace("_", "-")
+        key = canonicalize_name(name)
         if (key, extra) in followed:
             continue
         followed.add((key, extra))
@@ -112,7 +113,7 @@ def _dependency_closure(names: tuple[str, ...]) -> tuple[list[importlib.metadata
         for requirement in map(Requirement, distribution.requires or []):
             if not requirement.marker or requirement.marker.evaluate({"extra": extra}):
                 pending.extend((requirement.name, wanted) for wanted in ("", *requirement.extras))
-    ours = {name.replace("_", "-") for name in names}
+    ours = {canonicalize_name(name) for name in names}
     return [distribution for key, distribution in closure.items() if key not in ours], missing
 
 
@@ -131,9 +132,7 @@ def _lend_installed_dependencies(venv: Path, folder: Path) -> set[str]:
                 (lent / top).symlink_to(distribution.locate_file(top))
     (venv_site_packages,) = (venv / "lib").glob("python*/site-packages")
     (venv_site_packages / "lent_dependencies.pth").write_text(f"{lent}\n")
-    own = {
-        path.name.split("-")[0].lower().replace("_", "-") for path in venv_site_packages.glob("*.dist-info")
-    }
+    own = {canonicalize_name(path.name.split("-")[0]) for path in venv_site_packages.glob("*.dist-info")}
     return missing | own
 
 
@@ -160,10 +159,9 @@ def test_seed_install_and_quick_start(tmp_path, dependencies):
         )
         if dependencies == "lent":  # pip resolved every dependency it was lent to the lent copy
             (installed,) = [line for line in output.splitlines() if line.startswith("Installing collected")]
-            names = {name.lower().replace("_", "-") for name in installed.split(": ")[1].split(", ")}
-            assert package.replace("_", "-") in names and names <= not_lent | {package.replace("_", "-")}, (
-                installed
-            )
+            names = {canonicalize_name(name) for name in installed.split(": ")[1].split(", ")}
+            ours = canonicalize_name(package)
+            assert ours in names and names <= not_lent | {ours}, installed
     if dependencies == "from_scratch":  # console scripts are installed with LeRobot itself
         _ok(_run([venv / "bin" / "lerobot-train", "--help"], tmp_path, env))
 
