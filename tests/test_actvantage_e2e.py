@@ -58,6 +58,7 @@ def checkpoint(build_once) -> Path:
     return build_once("actvantage_e2e", train) / "train" / "checkpoints" / "last" / "pretrained_model"
 
 
+@pytest.mark.duration(10)
 def test_training_writes_a_checkpoint_without_the_lookup_table(checkpoint):
     config = json.loads((checkpoint / "config.json").read_text())
     assert config["type"] == "actvantage"
@@ -68,6 +69,7 @@ def test_training_writes_a_checkpoint_without_the_lookup_table(checkpoint):
     assert not [key for key in keys if "lookup" in key]
 
 
+@pytest.mark.duration(9)
 @pytest.mark.parametrize("guidance_scale", ["1.0", "2.0"])
 def test_lerobot_eval_on_pusht(checkpoint, guidance_scale, tmp_path):
     run_ok(

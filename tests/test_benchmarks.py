@@ -148,6 +148,7 @@ def test_reward_model_image_runs_resume(data_dir, tmp_path):
     }
 
 
+@pytest.mark.duration(22)
 def test_actvantage_vs_act_quick(tmp_path):
     """Every arm trains on the same data and is evaluated on the same episodes at each checkpoint; the
     value model is chosen on validation episodes and scored on test ones; two seeds run apart (the
@@ -266,6 +267,7 @@ def test_corrections_take_over_where_the_policy_stalls():
     )
 
 
+@pytest.mark.duration(14)
 def test_recap_quick(tmp_path):
     """Every arm runs round 0 and round 1 on its own data: what it collected in round 0 (with
     corrections) is in its round-1 data; filtered BC trains on successes and corrections only; the
@@ -584,6 +586,7 @@ def test_overhead_quick(tmp_path):
     assert results["train_ratio_rewact_over_act"] > 0 and results["inference_ratio_rewact_over_act"] > 0
 
 
+@pytest.mark.duration(8)
 def test_ddp_buffers_quick(tmp_path):
     """Two gloo processes train each arm; only the replaced layout broadcasts the table."""
     output = tmp_path / "ddp.json"
@@ -595,6 +598,7 @@ def test_ddp_buffers_quick(tmp_path):
     assert all(arm["median_step_seconds"] > 0 for arm in arms.values())
 
 
+@pytest.mark.duration(8)
 def test_sharded_values_quick(tmp_path):
     """One process and two (gloo) predict the same table; both throughputs are reported."""
     output = tmp_path / "sharded.json"

@@ -78,6 +78,7 @@ def written(tmp_path_factory) -> dict[str, Path]:
     return checkpoints
 
 
+@pytest.mark.duration(19)
 def test_checkpoints_written_here_predict_and_are_handed_on(written):
     for policy_type, checkpoint in written.items():
         result = predictions(checkpoint)

@@ -180,6 +180,7 @@ def test_same_seed_gives_identical_dataset(generated):
         assert (first / name).read_text() == (second / name).read_text()
 
 
+@pytest.mark.duration(13)
 def test_same_command_in_two_processes_gives_identical_files(tmp_path):
     """Two processes (different PYTHONHASHSEED, memory layout and object ids) write the same files.
 
@@ -373,6 +374,7 @@ def test_bad_arguments_exit_with_one_line_error(generated, tmp_path):
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.duration(10)
 def test_workers_write_the_same_data_as_one_process(tmp_path):
     """Episodes rolled out by a pool of two processes are written in plan order, frame for frame
     (images included) the data of the in-process run."""

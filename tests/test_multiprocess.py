@@ -75,6 +75,7 @@ def dataset(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.duration(25)
 def test_train_with_plugins_under_two_processes_logs_and_saves_once(dataset, tmp_path):
     output = tmp_path / "out"
     teardown = tmp_path / "teardown"
@@ -150,6 +151,7 @@ def pass_args(dataset: Path, value_model: Path) -> list[str]:
     return ["--dataset-repo-id", "local/a", "--dataset-root", str(dataset), "--policy-path", str(value_model)]
 
 
+@pytest.mark.duration(50)
 def test_dataset_passes_split_their_frames_and_write_what_one_process_writes(dataset, value_model, tmp_path):
     """Each pass under a two-process launch writes what a plain one-process run writes."""
     common = pass_args(dataset, value_model)
@@ -198,6 +200,7 @@ def test_scripts_that_write_from_one_process_refuse_a_launch(script, args, tmp_p
     assert len(refusals) == 1 and f"{script} runs as one process" in refusals[0], run.stderr[-2000:]
 
 
+@pytest.mark.duration(23)
 @pytest.mark.parametrize("policy_type", ["rewact", "actvantage"])
 def test_stock_lerobot_train_under_two_processes(policy_type, dataset, value_model, tmp_path):
     """RewACT with its own targets, ACTvantage from an advantage file: LeRobot's DDP training, no plugin.

@@ -130,6 +130,7 @@ def reward_checkpoint(build_once):
     return last_checkpoint(build_once("rabc_reward_model", train_reward_model) / "reward_model")
 
 
+@pytest.mark.duration(9)
 @needs_sample_weighting
 def test_script_then_stock_lerobot_train_weights_samples(rabc_dataset, reward_checkpoint, tmp_path):
     run = run_script(
@@ -188,6 +189,7 @@ def test_features_of_another_dataset_are_refused(tmp_path):
         check_features_match(config, camera_less)
 
 
+@pytest.mark.duration(12)
 def test_script_refuses_bad_checkpoints_and_data(rabc_dataset, reward_checkpoint, tmp_path):
     from lerobot_policy_actvantage import ACTvantageConfig, ACTvantagePolicy
 

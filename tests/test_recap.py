@@ -59,6 +59,7 @@ def recap_args(demonstrations: Path, work: Path) -> list:
     ]
 
 
+@pytest.mark.duration(125)
 def test_two_recap_rounds(demonstrations, tmp_path):
     """Round 0 (the default successes recipe) trains on the demonstrations and creates the rollout
     dataset; round 1 (the takeover recipe) trains on both, corrections forced positive and the stall

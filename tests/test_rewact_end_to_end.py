@@ -26,6 +26,7 @@ def pusht_schema_dataset(tmp_path_factory):
     return root
 
 
+@pytest.mark.duration(19)
 def test_lerobot_train_then_reload_then_eval(pusht_schema_dataset, tmp_path):
     output = tmp_path / "train"
     run_ok(

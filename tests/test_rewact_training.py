@@ -1,6 +1,7 @@
 """A short real training run: the value loss falls and predicted progress follows time."""
 
 import numpy as np
+import pytest
 import torch
 from scipy.stats import spearmanr
 
@@ -9,6 +10,7 @@ from lerobot_policy_rewact import RewACTConfig, RewACTPolicy, make_rewact_pre_po
 from policy_helpers import TINY_ACT, chunked_dataset, policy_features, preprocessed_batches
 
 
+@pytest.mark.duration(9)
 def test_training_learns_progress(env_state_dataset):
     config = RewACTConfig(
         **policy_features(env_state_dataset),

@@ -98,6 +98,7 @@ def test_reward_model_built_from_dataset_meta_trains_on_its_targets(image_datase
     assert {"l1_loss", "value_loss", "value_mae"} <= set(info)
 
 
+@pytest.mark.duration(11)
 def test_lerobot_train_trains_a_reward_model_that_loads_as_both(tmp_path):
     from lerobot.configs.rewards import RewardModelConfig
     from lerobot.rewards import make_reward_model

@@ -176,6 +176,7 @@ def test_train_writes_lerobot_checkpoints_that_load(trained, checkpoint, dataset
     assert values.shape == (2,) and torch.all((values >= 0) & (values <= 1))
 
 
+@pytest.mark.duration(8)
 def test_train_resumes_from_its_checkpoint(trained, workdir):
     copy = workdir / "train_a_resumed"
     shutil.copytree(trained, copy, symlinks=True)
@@ -342,6 +343,7 @@ def test_advantage_plugin_serves_the_policy_key(dataset_a, advantages_a):
         assert item["advantage"].item() == pytest.approx(expected.loc[7]), label
 
 
+@pytest.mark.duration(16)
 def test_train_on_two_datasets_with_plugins_runs_under_lerobot_eval(workdir, dataset_a, dataset_b):
     output = workdir / "train_ab"
     run = run_script(
@@ -395,6 +397,7 @@ def test_train_actvantage_on_two_datasets_with_advantage_files(
     assert policy.config.advantage_key == "advantage"
 
 
+@pytest.mark.duration(18)
 def test_train_needs_robocandywrapper_only_for_plugins(workdir, dataset_a):
     """A plain run trains without robocandywrapper (and takes the other LeRobot version's spelling of
     the evaluation period); a plugin flag stops with the install command for this LeRobot."""
@@ -417,6 +420,7 @@ def test_train_needs_robocandywrapper_only_for_plugins(workdir, dataset_a):
     assert not (workdir / "no_candy_dense").exists()
 
 
+@pytest.mark.duration(8)
 def test_train_rejects_bad_input_in_one_line(workdir, dataset_a, dataset_b):
     runs = run_scripts(
         (
@@ -667,6 +671,7 @@ def rollout_human_index(frames) -> list[int]:
     return frames.loc[drove, "index"].tolist()
 
 
+@pytest.mark.duration(8)
 def test_precompute_advantage_on_a_rollout_dataset(workdir, rollout_dataset, checkpoint):
     """Outcomes from a file or the model's success call, else a one-line error naming both; frames a
     corrector drove are positive unless --no-force-human-positive."""
@@ -736,6 +741,7 @@ def test_precompute_advantage_on_a_rollout_dataset(workdir, rollout_dataset, che
     assert "human-controlled frames" not in from_file.stdout
 
 
+@pytest.mark.duration(8)
 def test_precompute_advantage_credits_takeovers(workdir, rollout_dataset, checkpoint):
     """--credit segment, --pre-takeover-window and --threshold-by value_bin reach compute_advantages,
     and the positive fraction is printed by frame kind; takeovers need the human frames."""

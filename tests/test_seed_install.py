@@ -147,7 +147,13 @@ def _actvantage_alone_does_not_resolve(venv: Path, env: dict[str, str]) -> None:
     assert "Would install" not in output
 
 
-@pytest.mark.parametrize("dependencies", ["lent", pytest.param("from_scratch", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "dependencies",
+    [
+        pytest.param("lent", marks=pytest.mark.duration(80)),
+        pytest.param("from_scratch", marks=pytest.mark.slow),
+    ],
+)
 def test_seed_install_and_quick_start(tmp_path, dependencies):
     venv, env = _fresh_venv(tmp_path)
     not_lent = _lend_installed_dependencies(venv, tmp_path) if dependencies == "lent" else set()

@@ -69,6 +69,7 @@ def test_the_dataset_really_stores_videos(video_root):
         assert videos and sum(mp4_frames(path)[0] for path in videos) == sum(LENGTHS)
 
 
+@pytest.mark.duration(10)
 def test_lerobot_train_checkpoint_reads_both_cameras(video_checkpoint):
     policy = RewACTPolicy.from_pretrained(video_checkpoint)
     assert sorted(policy.config.image_features) == sorted(CAMERAS)

@@ -101,6 +101,7 @@ def evaluate(checkpoint, tmp_path) -> None:
     assert list((tmp_path / "eval").rglob("eval_info.json"))
 
 
+@pytest.mark.duration(20)
 def test_rewact_trains_a_timm_vit_with_stock_lerobot_train_and_evaluates(pusht_dataset, tmp_path):
     checkpoint, _ = train(pusht_dataset, tmp_path, "rewact", VIT)
     policy = RewACTPolicy.from_pretrained(checkpoint)
@@ -110,6 +111,7 @@ def test_rewact_trains_a_timm_vit_with_stock_lerobot_train_and_evaluates(pusht_d
     evaluate(checkpoint, tmp_path)
 
 
+@pytest.mark.duration(10)
 def test_actvantage_trains_a_frozen_timm_cnn_with_stock_lerobot_train(pusht_dataset, tmp_path):
     checkpoint, trunk_weights = train(
         pusht_dataset,
