@@ -117,7 +117,7 @@ def parse_train_config(lerobot_args: list[str]):
     from lerobot.configs.train import TrainPipelineConfig
     from lerobot.utils.import_utils import register_third_party_plugins
 
-    from rewact_tools.lerobot_compat import in_installed_spelling
+    from rewact_tools.lerobot_compat import config_sources_cached, in_installed_spelling
 
     register_third_party_plugins()
     lerobot_args = in_installed_spelling(lerobot_args)
@@ -137,7 +137,7 @@ def parse_train_config(lerobot_args: list[str]):
     # become one-line errors.
     messages = io.StringIO()
     try:
-        with contextlib.redirect_stderr(messages):
+        with contextlib.redirect_stderr(messages), config_sources_cached():
             cfg = parse()
     except SystemExit as exit_:
         lines = [line for line in messages.getvalue().splitlines() if line.strip()]

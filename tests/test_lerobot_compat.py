@@ -4,10 +4,12 @@ robocandywrapper imports (or says how to install it), and LeRobot's torchcodec w
 from __future__ import annotations
 
 import importlib.metadata
+import inspect
 import logging
 import subprocess
 import sys
 
+import pytest
 from lerobot.configs.train import TrainPipelineConfig
 from packaging.version import Version
 
@@ -85,3 +87,19 @@ def test_torchcodec_fallback_warning_becomes_its_last_line(caplog):
         "'torchcodec' is installed but cannot be loaded (see the error above). Falling back to 'pyav'.",
         "an unrelated\nmulti-line warning",
     ]
+
+
+def test_config_sources_are_read_once_while_flags_are_parsed(monkeypatch):
+    """draccus 0.10 asks for a config class's source once per field; inside the context the class
+    is read once, and afterwards (also after an error) every call reads again."""
+    reads = []
+    read_source = inspect.getsource
+    monkeypatch.setattr(inspect, "getsource", lambda obj: reads.append(obj) or read_source(obj))
+    with lerobot_compat.config_sources_cached():
+        sources = [inspect.getsource(TrainPipelineConfig) for _ in range(3)]
+    assert sources == [read_source(TrainPipelineConfig)] * 3 and reads == [TrainPipelineConfig]
+    with pytest.raises(RuntimeError), lerobot_compat.config_sources_cached():
+        inspect.getsource(TrainPipelineConfig)
+        raise RuntimeError("a bad flag")
+    inspect.getsource(TrainPipelineConfig)
+    assert reads == [TrainPipelineConfig] * 3
