@@ -4,8 +4,10 @@
     python scripts/precompute_advantage.py --dataset-repo-id local/pusht --dataset-root data/pusht \\
         --policy-path outputs/value_model/checkpoints/last --n-step 50 --positive-fraction 0.3
 
-Values of every frame come from the checkpoint (batched); rewards are -1 per step with 0 (success)
-or -c_fail (failure) on the last frame, normalised per task by its longest successful episode.
+Values of every frame come from the checkpoint (batched), or with --values-from from an advantages
+file this script wrote for the dataset before (relabelling with another threshold, horizon or credit
+then costs no model pass); rewards are -1 per step with 0 (success) or -c_fail (failure) on the
+last frame, normalised per task by its longest successful episode.
 A_t = sum of N rewards + V(s_t+N) - V(s_t) (Monte Carlo without --n-step). Per task a threshold
 marks --positive-fraction of the frames positive, or --threshold fixes it. Frames under human
 control (the dataset's `intervention` column, as lerobot-rollout's DAgger strategy writes it, or
@@ -153,6 +155,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="how to treat episodes whose outcome is unknown (default: error)",
     )
     parser.add_argument(
+        "--values-from",
+        type=Path,
+        metavar="PARQUET",
+        help="each frame's value from an advantages file written earlier for this dataset with this "
+        "checkpoint, instead of a model pass: relabel with another threshold, horizon or credit",
+    )
+    parser.add_argument(
         "--output", type=Path, help=f"parquet to write (default: <dataset root>/{ADVANTAGES_RELATIVE_PATH})"
     )
     args = parser.parse_args(argv)
@@ -189,7 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import pandas as pd
 
     from rewact_tools.advantage_display import positive_by_phase, task_summary
-    from rewact_tools.advantages import compute_advantages, frame_thresholds, write_advantages
+    from rewact_tools.advantages import (
+        compute_advantages,
+        frame_thresholds,
+        values_from_advantages,
+        write_advantages,
+    )
     from rewact_tools.control_modes import human_frame_index
     from rewact_tools.outcomes import (
         MissingOutcomesError,
@@ -231,7 +245,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             ) from error
         source = str(args.outcomes) if args.outcomes is not None else "dataset"
     human = human_frame_index(dataset) if args.force_human_positive else None
-    values = compute_values(policy, dataset, args.batch_size, device=args.device, preprocessor=preprocessor)
+    frames = dataset_frames(dataset)
+    if args.values_from is not None:
+        values = values_from_advantages(args.values_from, frames)
+    else:
+        values = compute_values(
+            policy, dataset, args.batch_size, device=args.device, preprocessor=preprocessor
+        )
     if args.outcomes_from_model:
         threshold, origin = model_success_threshold(policy.config, args.success_threshold)
         outcomes = outcomes_from_values(values, threshold)
@@ -241,7 +261,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--credit {args.credit} and --pre-takeover-window need to know who controlled each frame, but "
             f"{args.dataset_repo_id} has no intervention column nor episode_modes.json"
         )
-    frames = dataset_frames(dataset)
     table = compute_advantages(
         frames,
         values,

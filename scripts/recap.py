@@ -14,7 +14,8 @@ Each call runs the next round (round k is outputs/recap/round_<k>, k = the round
   2. scripts/precompute_advantage.py on each of those datasets: advantages, corrections (their
      `intervention` frames) forced positive; one threshold for all of them, so that --positive-fraction
      of all their frames is positive (with rollouts, a first pass per dataset gives the advantages,
-     and a second applies the pooled threshold), or with --rollouts-positive-fraction each dataset
+     and a second applies the pooled threshold to the first pass's values, with no second model
+     pass), or with --rollouts-positive-fraction each dataset
      its own (pi*0.6: 30 % of the demonstrations, 40 % of the rollouts); --credit segment and
      --pre-takeover-window K credit the policy's stalls before a takeover as failures / negative;
      --successes-positive keeps every frame of a success without a takeover positive
@@ -351,18 +352,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--nproc_per_node={args.value_pass_processes}",
         ]
 
-    def precompute(split: Callable[[str], list[str]]) -> None:
+    def precompute(split: Callable[[str, Path], list[str]]) -> None:
         for (repo_id, root), path in zip(datasets, advantages, strict=True):
             run(
                 [*launcher, SCRIPTS / "precompute_advantage.py", "--dataset-repo-id", repo_id]
                 + ["--dataset-root", root, "--policy-path", value_model, "--output", path]
                 + ["--device", args.value_pass_device]
-                + ["--max-length", str(max_length), *split(repo_id), *horizon]
+                + ["--max-length", str(max_length), *split(repo_id, path), *horizon]
                 + (takeover_credit if repo_id == ROLLOUTS_REPO_ID else [])
                 + (["--successes-positive"] if args.successes_positive else [])
             )
 
-    def own_fraction(repo_id: str) -> list[str]:
+    def own_fraction(repo_id: str, _: Path) -> list[str]:
         rollouts = repo_id == ROLLOUTS_REPO_ID and args.rollouts_positive_fraction is not None
         return [
             "--positive-fraction",
@@ -373,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     threshold = None
     if len(datasets) > 1 and args.rollouts_positive_fraction is None:
         threshold = pooled_threshold(advantages, args.positive_fraction)
-        precompute(lambda _: [f"--threshold={threshold!r}"])
+        precompute(lambda _, path: [f"--threshold={threshold!r}", "--values-from", path])
     policy = folder / "policy"
     run(
         train_command(datasets, policy, lerobot_flags)

@@ -127,6 +127,10 @@ def test_two_recap_rounds(demonstrations, tmp_path):
     precomputes = [command for command in commands if "precompute_advantage.py" in command]
     credit = "--credit segment --pre-takeover-window 2"
     assert [credit in command for command in precomputes] == [False, True, False, True]
+    # The pooled pass relabels each file with its first pass's values: no second model pass.
+    assert not any("--values-from" in command for command in precomputes[:2])
+    for command in precomputes[2:]:
+        assert f"--values-from {command.split('--output ')[1].split()[0]}" in command
     assert [d["repo_id"] for d in round1["datasets"]] == ["local/pusht", "local/rollouts"]
     assert isinstance(
         RewACTPolicy.from_pretrained(folder / "value_model" / "checkpoints" / "last" / "pretrained_model"),

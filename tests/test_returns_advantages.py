@@ -25,6 +25,7 @@ from rewact_tools.advantages import (
     read_advantages,
     task_thresholds,
     time_baseline_advantages,
+    values_from_advantages,
     write_advantages,
 )
 from rewact_tools.outcomes import (
@@ -349,6 +350,36 @@ def test_read_advantages_validates(tmp_path, frames, values, mutate, error, mess
     assert not (tmp_path / "other.parquet").exists()
     with pytest.raises(FileNotFoundError, match="missing.parquet"):
         read_advantages(tmp_path / "missing.parquet")
+
+
+def test_values_from_advantages_give_back_each_frames_value(tmp_path, frames, values):
+    path = write_advantages(compute_advantages(frames, values, OUTCOMES), tmp_path / "advantages.parquet")
+    read = values_from_advantages(path, frames)
+    assert read["index"].tolist() == sorted(frames["index"])  # as compute_values gives them
+    assert np.allclose(read["value"], values.set_index("index").loc[read["index"], "value"])
+
+
+@pytest.mark.parametrize(
+    ("frames_instead", "message"),
+    [
+        (lambda f: f[f["episode_index"] != 3], "holds a frame not in the dataset: 2 frame"),
+        (
+            lambda f: pd.concat([f, f.iloc[[0]].assign(index=999, frame_index=9)], ignore_index=True),
+            "has no value for 1 frame.*index 999",
+        ),
+        (
+            lambda f: f.assign(episode_index=f["episode_index"].replace({0: 1, 1: 0})),
+            "is episode 0 frame .* there but episode 1 frame .* in the dataset",
+        ),
+    ],
+)
+def test_values_from_advantages_of_another_dataset_are_refused(
+    tmp_path, frames, values, frames_instead, message
+):
+    path = write_advantages(compute_advantages(frames, values, OUTCOMES), tmp_path / "advantages.parquet")
+    with pytest.raises(ValueError, match=message) as raised:
+        values_from_advantages(path, frames_instead(frames))
+    assert str(path) in str(raised.value)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -625,6 +626,35 @@ def test_precompute_advantage_writes_every_frame(advantages_a, dataset_a):
     assert float(success.split()[-1]) == pytest.approx(successes, abs=1e-4)
 
 
+def test_precompute_advantage_relabels_from_earlier_values(
+    workdir, dataset_a, advantages_a, advantages_b, checkpoint
+):
+    """--values-from takes each frame's value from an earlier file instead of the model: with the
+    model's own values the table is what a model pass writes; with other values, those are used; a
+    file written for another dataset is refused by name."""
+    earlier, _ = advantages_a
+    common = [*dataset_args(dataset_a, "local/a"), "--policy-path", checkpoint, "--n-step", "3"]
+    common += ["--threshold", "-0.01"]
+    shifted = read_advantages(earlier)
+    shifted["value"] = np.linspace(-0.95, -0.05, len(shifted))  # normalised values, v - 1
+    shifted_file = write_advantages(shifted, workdir / "advantages_a_other_values.parquet")
+    outputs = {name: workdir / f"relabelled_{name}.parquet" for name in ("model", "earlier", "shifted", "b")}
+    model_pass, from_earlier, from_shifted, from_b = run_scripts(
+        ("precompute_advantage.py", [*common, "--output", outputs["model"]]),
+        ("precompute_advantage.py", [*common, "--values-from", earlier, "--output", outputs["earlier"]]),
+        ("precompute_advantage.py", [*common, "--values-from", shifted_file, "--output", outputs["shifted"]]),
+        ("precompute_advantage.py", [*common, "--values-from", advantages_b, "--output", outputs["b"]]),
+    )
+    for run in (model_pass, from_earlier, from_shifted):
+        run.check()
+    pd.testing.assert_frame_equal(read_advantages(outputs["earlier"]), read_advantages(outputs["model"]))
+    relabelled = read_advantages(outputs["shifted"])
+    assert np.allclose(relabelled["value"], shifted.set_index("index").loc[relabelled["index"], "value"])
+    assert (relabelled["positive"] == (relabelled["advantage"] > -0.01)).all()
+    from_b.check_user_error(str(advantages_b))
+    assert not outputs["b"].exists()
+
+
 def test_visualise_advantages(workdir, dataset_a, advantages_a):
     out = workdir / "advantage_media"
     run_script(
@@ -675,8 +705,6 @@ def rollout_human_index(frames) -> list[int]:
 def test_precompute_advantage_on_a_rollout_dataset(workdir, rollout_dataset, checkpoint):
     """Outcomes from a file or the model's success call, else a one-line error naming both; frames a
     corrector drove are positive unless --no-force-human-positive."""
-    import pandas as pd
-
     from rewact_tools.cli import load_reward_model
     from rewact_tools.values import compute_values
 
@@ -745,8 +773,6 @@ def test_precompute_advantage_on_a_rollout_dataset(workdir, rollout_dataset, che
 def test_precompute_advantage_credits_takeovers(workdir, rollout_dataset, checkpoint):
     """--credit segment, --pre-takeover-window and --threshold-by value_bin reach compute_advantages,
     and the positive fraction is printed by frame kind; takeovers need the human frames."""
-    import pandas as pd
-
     from rewact_tools.cli import load_reward_model
     from rewact_tools.values import compute_values
 

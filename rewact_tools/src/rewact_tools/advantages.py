@@ -291,3 +291,36 @@ def read_advantages(path: Path | str) -> pd.DataFrame:
     table = pd.read_parquet(path)
     check_advantages(table, source=str(path))
     return table
+
+
+def values_from_advantages(path: Path | str, frames: pd.DataFrame) -> pd.DataFrame:
+    """The `value` of each of `frames` (`index`, `episode_index`, `frame_index`) as an advantages file
+    written for the same dataset holds it: relabelling those frames (another threshold, horizon or
+    credit) then needs no second pass of the value model. The file holds normalised values (v - 1);
+    they come back as RewACT's v in [0, 1] (exactly, for float32 values), sorted by `index`, as
+    `compute_values` returns them. Errors name the file and the frame."""
+    keys = ["index", "episode_index", "frame_index"]
+    table = read_advantages(path)
+    merged = frames[keys].merge(
+        table[[*keys, "value"]], on="index", how="outer", suffixes=("", "_file"), indicator=True
+    )
+    for side, says in (
+        ("left_only", "has no value for"),
+        ("right_only", "holds a frame not in the dataset:"),
+    ):
+        unmatched = merged.loc[merged["_merge"] == side, "index"]
+        if not unmatched.empty:
+            raise ValueError(f"{path} {says} {len(unmatched)} frame(s), first index {unmatched.iloc[0]}")
+    moved = merged[
+        (merged["episode_index"] != merged["episode_index_file"])
+        | (merged["frame_index"] != merged["frame_index_file"])
+    ]
+    if not moved.empty:
+        row = moved.iloc[0]
+        raise ValueError(
+            f"{path}: frame index {row['index']} is episode {row['episode_index_file']} frame "
+            f"{row['frame_index_file']} there but episode {row['episode_index']} frame {row['frame_index']} "
+            "in the dataset: the file was written for another dataset"
+        )
+    merged["value"] = merged["value"] + 1.0
+    return merged[[*keys, "value"]].sort_values("index", ignore_index=True)
