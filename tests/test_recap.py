@@ -62,9 +62,10 @@ def recap_args(demonstrations: Path, work: Path) -> list:
 @pytest.mark.duration(125)
 def test_two_recap_rounds(demonstrations, tmp_path):
     """Round 0 (the default successes recipe) trains on the demonstrations, its value pass split over
-    two processes (gloo on CPU), and creates the rollout dataset; round 1 (the takeover recipe) trains on both, corrections forced positive and the stall
-    before each takeover negative, and appends its rollouts; round 2 (pi*0.6's recipe) thresholds
-    each dataset apart; every artefact loads as LeRobot's."""
+    two processes (gloo on CPU), and creates the rollout dataset; round 1 (the takeover recipe)
+    trains on both, corrections forced positive and the stall before each takeover negative, and
+    appends its rollouts; round 2 (pi*0.6's recipe) thresholds each dataset apart; every artefact
+    loads as LeRobot's."""
     args = recap_args(demonstrations, tmp_path)
     options, train_flags = args[: -len(TRAIN_FLAGS)], args[-len(TRAIN_FLAGS) :]
     first = run_script("recap.py", *options, "--value-pass-processes", "2", *train_flags).check()
