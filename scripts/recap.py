@@ -20,7 +20,9 @@ Each call runs the next round (round k is outputs/recap/round_<k>, k = the round
      --pre-takeover-window K credit the policy's stalls before a takeover as failures / negative;
      --successes-positive keeps every frame of a success without a takeover positive
                                                       -> round_<k>/advantages_*.parquet
-  3. scripts/train.py: ACTvantage conditioned on them               -> round_<k>/policy
+  3. scripts/train.py: ACTvantage conditioned on them, from scratch in round 0 (--policy-steps), then
+     fine-tuned from the previous round's policy (--finetune-steps; --finetune-from round0 starts
+     every round from round 0's, as pi*0.6 does, and scratch retrains)  -> round_<k>/policy
   4. scripts/collect_rollouts.py: --episodes rollouts of that policy (reset seeds --seed +
      k x --episodes onwards), the value model watching progress; with --correct-stall the scripted
      expert takes over where progress stalls. Appended to --rollouts-root (created in round 0).
@@ -92,6 +94,8 @@ RECIPES = {
     "pistar": Recipe(0.3, "episode", 0, 1.0, n_step_seconds=1.0, rollouts_positive_fraction=0.4),
 }
 ROUND_RECORD = "round.json"
+FINETUNE_STARTS = ("previous", "round0", "scratch")
+POLICY_CHECKPOINT = Path("policy", "checkpoints", "last", "pretrained_model")
 ROLLOUTS_REPO_ID = "local/rollouts"
 
 
@@ -103,7 +107,26 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--rollouts-root", type=Path, required=True, help="rollout dataset (made in round 0)")
     parser.add_argument("--work-dir", type=Path, required=True, help="where each round's models go")
     parser.add_argument("--value-steps", type=positive_int, default=3000, help="value-model steps (3000)")
-    parser.add_argument("--policy-steps", type=positive_int, default=4000, help="ACTvantage steps (4000)")
+    parser.add_argument(
+        "--policy-steps", type=positive_int, default=4000, help="ACTvantage steps from scratch (4000)"
+    )
+    start = parser.add_argument_group("round start (rounds after round 0)")
+    start.add_argument(
+        "--finetune-from",
+        choices=FINETUNE_STARTS,
+        default="previous",
+        help="fine-tune the previous round's ACTvantage (default, as bench_recap.py measured it) or "
+        "round 0's (pi*0.6: no drift over rounds) for --finetune-steps, or train from scratch for "
+        "--policy-steps (scratch); the value model is always trained anew",
+    )
+    start.add_argument(
+        "--finetune-steps", type=positive_int, default=2000, help="steps of a fine-tuning round (2000)"
+    )
+    start.add_argument(
+        "--finetune-lr",
+        type=float,
+        help="learning rate of a fine-tuning round (--policy.optimizer_lr; default: the checkpoint's)",
+    )
     recipe = parser.add_argument_group("advantage recipe (each flag overrides the --recipe's value)")
     recipe.add_argument(
         "--recipe",
@@ -263,6 +286,17 @@ def pooled_threshold(paths: list[Path], positive_fraction: float) -> float:
     return threshold
 
 
+def policy_start(args: argparse.Namespace, round_: int) -> Path | None:
+    """The ACTvantage checkpoint round `round_` fine-tunes, or None to train from scratch."""
+    if round_ == 0 or args.finetune_from == "scratch":
+        return None
+    source = round_ - 1 if args.finetune_from == "previous" else 0
+    start = args.work_dir / f"round_{source}" / POLICY_CHECKPOINT
+    if not (start / "config.json").is_file():
+        raise CliError(f"--finetune-from {args.finetune_from}: {start} holds no policy checkpoint")
+    return start
+
+
 def train_command(datasets: list[tuple[str, Path]], output: Path, flags: list[str]) -> list:
     return [
         sys.executable,
@@ -284,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_local_dataset(args.dataset_root)
     round_ = next_round(args.work_dir)
     folder = args.work_dir / f"round_{round_}"
+    start = policy_start(args, round_)
     has_rollouts = args.rollouts_root.exists()
     if round_ > 0 and not has_rollouts:
         raise CliError(
@@ -376,11 +411,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         threshold = pooled_threshold(advantages, args.positive_fraction)
         precompute(lambda _, path: [f"--threshold={threshold!r}", "--values-from", path])
     policy = folder / "policy"
+    if start is None:
+        origin, steps = ["--policy.type=actvantage"], args.policy_steps
+    else:
+        origin, steps = [f"--policy.path={start}"], args.finetune_steps
+        if args.finetune_lr is not None:
+            origin.append(f"--policy.optimizer_lr={args.finetune_lr}")
     run(
         train_command(datasets, policy, lerobot_flags)
-        + ["--policy.type=actvantage", "--advantages", ",".join(str(path) for path in advantages)]
+        + [*origin, "--advantages", ",".join(str(path) for path in advantages)]
         + [f"--policy.negative_weight={args.negative_weight}"]
-        + [f"--steps={args.policy_steps}", f"--save_freq={args.policy_steps}", "--job_name=actvantage"]
+        + [f"--steps={steps}", f"--save_freq={steps}", "--job_name=actvantage"]
     )
     collect = [
         sys.executable,
@@ -424,6 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "advantages": [str(path) for path in advantages],
         "advantage_threshold": threshold,
         "policy": str(policy),
+        "policy_start": None if start is None else str(start),
         "rollouts": str(args.rollouts_root),
         "commands": commands,
     }

@@ -43,6 +43,8 @@ def recap_args(demonstrations: Path, work: Path) -> list:
         "2",
         "--policy-steps",
         "2",
+        "--finetune-steps",
+        "3",
         "--episodes",
         "2",
         "--env-batch",
@@ -63,15 +65,17 @@ def recap_args(demonstrations: Path, work: Path) -> list:
 def test_two_recap_rounds(demonstrations, tmp_path):
     """Round 0 (the default successes recipe) trains on the demonstrations, its value pass split over
     two processes (gloo on CPU), and creates the rollout dataset; round 1 (the takeover recipe)
-    trains on both, corrections forced positive and the stall before each takeover negative, and
-    appends its rollouts; round 2 (pi*0.6's recipe) thresholds each dataset apart; every artefact
-    loads as LeRobot's."""
+    fine-tunes round 0's policy on both, corrections forced positive and the stall before each
+    takeover negative, and appends its rollouts; round 2 (pi*0.6's recipe) thresholds each dataset
+    apart and fine-tunes round 0's policy again at its own learning rate; every artefact loads as
+    LeRobot's."""
     args = recap_args(demonstrations, tmp_path)
     options, train_flags = args[: -len(TRAIN_FLAGS)], args[-len(TRAIN_FLAGS) :]
     first = run_script("recap.py", *options, "--value-pass-processes", "2", *train_flags).check()
     assert "$ " in first.stdout and "round 0 done" in first.stdout
     round0 = json.loads((tmp_path / "recap" / "round_0" / "round.json").read_text())
     assert [d["repo_id"] for d in round0["datasets"]] == ["local/pusht"] and len(round0["commands"]) == 5
+    assert round0["policy_start"] is None and "--policy.type=actvantage" in " ".join(round0["commands"][-2])
     assert round0["recipe"] == {
         "name": "successes",
         "positive_fraction": 0.5,
@@ -136,8 +140,16 @@ def test_two_recap_rounds(demonstrations, tmp_path):
         RewACTPolicy.from_pretrained(folder / "value_model" / "checkpoints" / "last" / "pretrained_model"),
         RewACTPolicy,
     )
-    policy = ACTvantagePolicy.from_pretrained(folder / "policy" / "checkpoints" / "last" / "pretrained_model")
+    policy_path = folder / "policy" / "checkpoints" / "last" / "pretrained_model"
+    policy = ACTvantagePolicy.from_pretrained(policy_path)
     assert policy.config.negative_weight == 0.25
+    # By default a later round fine-tunes the previous round's policy for --finetune-steps.
+    round0_policy = tmp_path / "recap" / "round_0" / "policy" / "checkpoints" / "last" / "pretrained_model"
+    assert round1["policy_start"] == str(round0_policy)
+    (policy_training,) = [c for c in commands if "--job_name=actvantage" in c]
+    assert f"--policy.path={round0_policy}" in policy_training and "--policy.type" not in policy_training
+    train_config = json.loads((policy_path / "train_config.json").read_text())
+    assert train_config["policy"]["pretrained_path"] == str(round0_policy) and train_config["steps"] == 3
     rollouts = LeRobotDataset("local/rollouts", root=tmp_path / "rollouts")
     assert rollouts.meta.total_episodes == 4
     # Round 1's advantages cover round 0's rollouts: corrections are all positive, the two policy
@@ -170,9 +182,16 @@ def test_two_recap_rounds(demonstrations, tmp_path):
     assert len(round1["commands"]) == 7 and round0["advantage_threshold"] is None
 
     # pi*0.6's recipe with rollouts: each dataset its own threshold, 30 % and 40 % positive.
-    run_script("recap.py", *options, "--recipe", "pistar", *train_flags).check()
+    pistar_start = ["--finetune-from", "round0", "--finetune-lr", "3e-4"]
+    run_script("recap.py", *options, "--recipe", "pistar", *pistar_start, *train_flags).check()
     folder = tmp_path / "recap" / "round_2"
     round2 = json.loads((folder / "round.json").read_text())
+    assert round2["policy_start"] == str(round0_policy)
+    train_config = json.loads(
+        (folder / "policy" / "checkpoints" / "last" / "pretrained_model" / "train_config.json").read_text()
+    )
+    assert train_config["policy"]["pretrained_path"] == str(round0_policy)
+    assert train_config["policy"]["optimizer_lr"] == 3e-4
     assert round2["recipe"] == {
         "name": "pistar",
         "positive_fraction": 0.3,
@@ -199,3 +218,13 @@ def test_two_recap_rounds(demonstrations, tmp_path):
     # A round that stopped half-way must be cleared before it runs again.
     (tmp_path / "recap" / "round_3").mkdir()
     run_script("recap.py", *args).check_user_error("round_3 is an unfinished round")
+
+
+def test_a_round_without_the_policy_to_fine_tune_fails_before_training(demonstrations, tmp_path):
+    round0 = tmp_path / "recap" / "round_0"
+    round0.mkdir(parents=True)
+    (round0 / "round.json").write_text("{}")
+    missing = round0 / "policy" / "checkpoints" / "last" / "pretrained_model"
+    run_script("recap.py", *recap_args(demonstrations, tmp_path)).check_user_error(
+        f"--finetune-from previous: {missing} holds no policy checkpoint"
+    )
