@@ -87,7 +87,7 @@ RECIPES = {
     "takeover": Recipe(0.5, "segment", STALL_WINDOW, 0.25),
     # The default: the takeover recipe with filtered BC's frames kept positive and N-step advantages
     # (N = 1 s) ranking the rest, so a failure's good start and a rescued episode's good stretches
-    # count. Level with filtered BC in every round on seven fresh seeds ("Seventh run"); not ahead.
+    # count. Level with filtered BC in every round on 26 fresh seeds ("Ninth run"); not ahead.
     "successes": Recipe(0.5, "segment", STALL_WINDOW, 0.25, n_step_seconds=1.0, successes_positive=True),
     # pi*0.6 as published: 30 % of the demonstrations and 40 % of the rollouts positive, per-episode
     # outcomes, N-step advantages with N = 1 s.
