@@ -214,6 +214,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
             parser.error(f"--{name.replace('_', '-')} must lie strictly between 0 and 1, got {value}")
     if not 0.0 < args.negative_weight <= 1.0:
         parser.error(f"--negative-weight must lie in (0, 1], got {args.negative_weight}")
+    if args.finetune_lr is not None and args.finetune_from == "scratch":
+        parser.error(
+            "--finetune-lr sets a fine-tuning round's learning rate; --finetune-from scratch fine-tunes none"
+        )
     return args, argv[split + 1 :]
 
 

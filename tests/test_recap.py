@@ -228,3 +228,10 @@ def test_a_round_without_the_policy_to_fine_tune_fails_before_training(demonstra
     run_script("recap.py", *recap_args(demonstrations, tmp_path)).check_user_error(
         f"--finetune-from previous: {missing} holds no policy checkpoint"
     )
+
+
+def test_a_fine_tuning_learning_rate_without_fine_tuning_is_refused(demonstrations, tmp_path):
+    args = recap_args(demonstrations, tmp_path)
+    run_script("recap.py", "--finetune-from", "scratch", "--finetune-lr", "1e-4", *args).check_user_error(
+        "--finetune-lr", "--finetune-from scratch"
+    )
