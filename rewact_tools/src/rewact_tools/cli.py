@@ -17,12 +17,15 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from rewact_tools.distributed import is_main_process, single_process_refusal
+from rewact_tools.distributed import (
+    is_main_process,
+    leave_the_reason_to_the_main_process,
+    single_process_refusal,
+)
 from rewact_tools.offline import offline_if_local
 
 if TYPE_CHECKING:
@@ -92,10 +95,6 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(message).split()) or type(error).__name__
 
 
-OTHER_PROCESSES_EXIT_DELAY_S = 5.0
-"""How long a launched process other than the main one waits before it exits on an expected error."""
-
-
 def run_cli(
     main: Callable[[Sequence[str] | None], int | None],
     argv: Sequence[str] | None = None,
@@ -121,10 +120,7 @@ def run_cli(
             raise
         if is_main_process():
             print(f"error: {one_line(error)}", file=sys.stderr)
-        else:
-            # The launcher stops every process once one exits: the others give the main process,
-            # which alone prints the reason, time to print it first.
-            time.sleep(OTHER_PROCESSES_EXIT_DELAY_S)
+        leave_the_reason_to_the_main_process()
         sys.exit(EXIT_USER_ERROR)
     sys.exit(status or 0)
 

@@ -10,7 +10,12 @@ Standard library only at import time; torch loads when a process group is joined
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
+
+OTHER_PROCESSES_EXIT_DELAY_S = 5.0
+"""How long a launched process other than the main one waits before it exits on an expected error:
+the launcher stops every process once one exits, and only the main process prints the reason."""
 
 
 def launched_processes() -> int:
@@ -37,10 +42,18 @@ def single_process_refusal(script: str) -> str | None:
     )
 
 
+def leave_the_reason_to_the_main_process() -> None:
+    """On any other process than the main one, wait before exiting on an error, so that the main
+    process prints why the launch stops before the launcher ends it."""
+    if not is_main_process():
+        time.sleep(OTHER_PROCESSES_EXIT_DELAY_S)
+
+
 def exit_if_launched(script: str) -> None:
     """For scripts outside `cli.run_cli`: exit with `single_process_refusal` under a launch."""
     refusal = single_process_refusal(script)
     if refusal is not None:
+        leave_the_reason_to_the_main_process()
         raise SystemExit(f"{script}: error: {refusal}" if is_main_process() else 2)
 
 
