@@ -51,6 +51,7 @@ from rewact_tools.cli import (
     CliError,
     add_dataset_arguments,
     check_local_dataset,
+    checkpoint_model_dir,
     make_parser,
     positive_int,
     run_cli,
@@ -95,7 +96,6 @@ RECIPES = {
 }
 ROUND_RECORD = "round.json"
 FINETUNE_STARTS = ("previous", "round0", "scratch")
-POLICY_CHECKPOINT = Path("policy", "checkpoints", "last", "pretrained_model")
 ROLLOUTS_REPO_ID = "local/rollouts"
 
 
@@ -295,10 +295,10 @@ def policy_start(args: argparse.Namespace, round_: int) -> Path | None:
     if round_ == 0 or args.finetune_from == "scratch":
         return None
     source = round_ - 1 if args.finetune_from == "previous" else 0
-    start = args.work_dir / f"round_{source}" / POLICY_CHECKPOINT
-    if not (start / "config.json").is_file():
-        raise CliError(f"--finetune-from {args.finetune_from}: {start} holds no policy checkpoint")
-    return start
+    try:
+        return checkpoint_model_dir(args.work_dir / f"round_{source}" / "policy")
+    except CliError as error:
+        raise CliError(f"--finetune-from {args.finetune_from}: {error}") from None
 
 
 def train_command(datasets: list[tuple[str, Path]], output: Path, flags: list[str]) -> list:

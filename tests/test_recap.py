@@ -224,9 +224,8 @@ def test_a_round_without_the_policy_to_fine_tune_fails_before_training(demonstra
     round0 = tmp_path / "recap" / "round_0"
     round0.mkdir(parents=True)
     (round0 / "round.json").write_text("{}")
-    missing = round0 / "policy" / "checkpoints" / "last" / "pretrained_model"
     run_script("recap.py", *recap_args(demonstrations, tmp_path)).check_user_error(
-        f"--finetune-from previous: {missing} holds no policy checkpoint"
+        f"--finetune-from previous: policy path {round0 / 'policy'} does not exist"
     )
 
 
