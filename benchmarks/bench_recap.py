@@ -370,8 +370,9 @@ def train_arm(
         settings = policy_settings(args, dataset)
         if recipe is not None:
             settings["advantage_injection"] = recipe.injection
-            if recipe.negative_weight_by == "loss":
-                settings["negative_weight"] = recipe.negative_weight
+            # Drawn less often (sampling), a negative frame's loss keeps the weight 1.
+            loss_weighted = recipe.negative_weight_by == "loss"
+            settings["negative_weight"] = recipe.negative_weight if loss_weighted else 1.0
         policy, preprocessor, postprocessor = build_arm(args, arm, seed, dataset, settings)
     frames = experience.frames
     rows = experience.filtered_rows() if arm == REFERENCE_ARM else torch.arange(len(frames))

@@ -96,7 +96,7 @@ def test_config_defaults_and_registration():
     assert (config.advantage_key, config.advantage_threshold) == ("advantage", 0.0)
     assert (config.advantage_dropout, config.guidance_scale) == (0.3, 1.0)
     assert config.advantage_file is None and config.pretrained_revision is None
-    assert config.advantage_injection == "encoder_token" and config.negative_weight == 1.0
+    assert config.advantage_injection == "encoder_token" and config.negative_weight == 0.25
 
 
 @pytest.mark.parametrize(
@@ -299,7 +299,7 @@ def test_l1_is_averaged_over_valid_elements_only():
 def test_negative_weight_scales_negative_frames_in_the_weighted_mean():
     batch = make_batch(4, advantage=torch.tensor([1.0, -1.0, 1.0, -1.0]))
     weight = torch.tensor([1.0, 0.25, 1.0, 0.25])
-    uniform = ACTvantagePolicy(tiny_config()).eval()
+    uniform = ACTvantagePolicy(tiny_config(negative_weight=1.0)).eval()
     weighted = ACTvantagePolicy(tiny_config(negative_weight=0.25)).eval()
     weighted.load_state_dict(uniform.state_dict())
     per_sample, _ = uniform.forward(batch, reduction="none")

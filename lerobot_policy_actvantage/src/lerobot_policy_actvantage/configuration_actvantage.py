@@ -58,9 +58,11 @@ class ACTvantageConfig(ACTVisionConfig):
     # configured embeddings exist, so "encoder_token" checkpoints keep their parameter names.
     advantage_injection: str = "encoder_token"
     # Loss weight of a frame labelled negative against a positive frame's 1 (the weighted mean is
-    # normalised by the weights). 1.0 is pi*0.6's uniform training; below 1 the step budget goes
-    # mostly to the positives while the negatives still teach the (-) condition and the null one.
-    negative_weight: float = 1.0
+    # normalised by the weights). At 0.25 the step budget goes mostly to what "positive" asks for
+    # while the negatives still teach the (-) condition and the null one: every ACTvantage recipe
+    # that reached filtered BC on the RECAP benchmark trained so (benchmarks/README.md, "Fourth run"
+    # to "Ninth run"). 1.0 is pi*0.6's uniform training.
+    negative_weight: float = 0.25
     # Parquet written by precompute_advantage (columns `index`, `advantage`, optional `positive`);
     # lets stock `lerobot-train` train without a dataset plugin.
     advantage_file: str | None = None
