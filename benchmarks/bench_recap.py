@@ -481,8 +481,10 @@ def indicator_effect(policy, preprocessor, frames: Frames, positive: torch.Tenso
 def positive_fractions(experience: Experience, advantages: pd.DataFrame, positive: torch.Tensor) -> dict:
     """Where "positive" lies: over all frames, by frame kind (the policy's own stalls in rescued
     episodes count as parts of a success under per-episode credit, where filtered BC drops them),
-    and by fifth of the demonstrations' successes (a threshold can leave their finish negative)."""
+    by fifth of the demonstrations' successes (a threshold can leave their finish negative), and
+    against filtered BC's frames (how much the (+) condition asks beyond what filtered BC keeps)."""
     by_kind = pd.Series(positive.numpy(), index=experience.frame_kinds)
+    kept = torch.from_numpy(experience.filtered_mask())  # dataset index = row here
     demonstrations = {
         episode: "successful demonstration"
         for episode in experience.demonstrations
@@ -497,6 +499,10 @@ def positive_fractions(experience: Experience, advantages: pd.DataFrame, positiv
             kind: round(float(group.mean()), 4) for kind, group in by_kind.groupby(level=0)
         },
         "positive_fraction_by_phase": phases.iloc[0].to_dict() if len(phases) else {},
+        "frames_by_kind": {kind: len(group) for kind, group in by_kind.groupby(level=0)},
+        "filtered_bc_frames": int(kept.sum()),
+        "filtered_bc_frames_positive": round(float(positive[kept].float().mean()), 4) if kept.any() else None,
+        "positives_beyond_filtered_bc": int((positive & ~kept).sum()),
     }
 
 

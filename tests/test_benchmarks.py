@@ -317,6 +317,16 @@ def test_recap_quick(tmp_path):
             filtered["train_frames"] / labelled["frames"], abs=1e-4
         )
     assert outcome[1]["positive_fraction_by_kind"]["correction"] == 1.0
+    # Exact counts against filtered BC's frames: the outcome labels are those frames, no more.
+    for labelled, filtered in zip(outcome, filtered_rounds, strict=True):
+        assert sum(labelled["frames_by_kind"].values()) == labelled["frames"]
+        assert labelled["filtered_bc_frames"] == filtered["train_frames"]
+        assert (labelled["filtered_bc_frames_positive"], labelled["positives_beyond_filtered_bc"]) == (1.0, 0)
+    combined = results["per_seed"]["0"]["actvantage_or_outcome"][1]
+    assert combined["filtered_bc_frames_positive"] == 1.0
+    assert combined["positives_beyond_filtered_bc"] == pytest.approx(
+        combined["positive_fraction"] * combined["frames"] - combined["filtered_bc_frames"], abs=1
+    )
     # Round 0's data and value model are the same in every arm: the combined arms' positives are
     # the advantage's or filtered BC's frames, and the frames both choose.
     first_rounds = {arm: rounds[0] for arm, rounds in results["per_seed"]["0"].items()}
