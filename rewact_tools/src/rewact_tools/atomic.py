@@ -12,21 +12,29 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+NEW_FILE_MODE = 0o644
+"""Permissions of a newly written file: `mkstemp` makes its temporary file private (0o600), but labels,
+advantages and results are data to share, as the policy package's keypoint writer also assumes."""
+
 
 def write_atomically(path: Path | str, write: Callable[[Path], object]) -> None:
-    """Call `write(temporary_path)` on a temporary file next to `path`, then rename it onto `path`."""
+    """Call `write(temporary_path)` on a temporary file next to `path`, then rename it onto `path`.
+    The file keeps the permissions of the one it replaces (NEW_FILE_MODE when there was none)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else NEW_FILE_MODE
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
         write(Path(temporary))
+        os.chmod(temporary, mode)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
