@@ -60,7 +60,7 @@ class ACTvantageConfig(ACTVisionConfig):
     # Loss weight of a frame labelled negative against a positive frame's 1 (the weighted mean is
     # normalised by the weights). At 0.25 the step budget goes mostly to what "positive" asks for
     # while the negatives still teach the (-) condition and the null one: every ACTvantage recipe
-    # that reached filtered BC on the RECAP benchmark trained so (benchmarks/README.md, "Fourth run"
+    # that tied filtered BC on the RECAP benchmark trained so (benchmarks/README.md, "Fourth run"
     # to "Ninth run"). 1.0 is pi*0.6's uniform training.
     negative_weight: float = 0.25
     # Parquet written by precompute_advantage (columns `index`, `advantage`, optional `positive`);
