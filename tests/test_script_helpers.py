@@ -207,6 +207,7 @@ def test_write_mp4_pads_odd_sizes_and_keeps_every_frame(tmp_path):
     video = decoded(path)
     assert len(video) == 7 and video[0].shape == (34, 48, 3)
     assert abs(int(video[6][:33, :47].mean()) - 60) <= 3
+    assert path.stat().st_mode & 0o777 == 0o644  # a video is for sharing, not mkstemp's private 0o600
 
 
 def test_write_mp4_leaves_nothing_behind_on_bad_frames(tmp_path):

@@ -6,12 +6,13 @@ need even frame sizes in yuv420p, so frames are padded by one pixel where needed
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from rewact_tools.atomic import write_atomically
 
 CODECS = ("libx264", "mpeg4")
 
@@ -51,20 +52,16 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
 def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
     """Encode RGB uint8 frames (all the same size) into an MP4 at `path`; returns the frame count.
 
-    Written to a temporary file next to `path` and renamed, so a failure leaves no partial video.
+    Written atomically (`rewact_tools.atomic`), so a failure leaves no partial video.
     """
-    import av
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1000)
     count = 0
-    size: tuple[int, int] | None = None
-    with tempfile.NamedTemporaryFile(
-        dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4", delete=False
-    ) as tmp:
-        temporary = Path(tmp.name)
-    try:
+
+    def encode(temporary: Path) -> None:
+        import av
+
+        nonlocal count
+        size: tuple[int, int] | None = None
         with av.open(str(temporary), mode="w", format="mp4") as container:
             stream = None
             for frame in frames:
@@ -83,9 +80,6 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
                 raise ValueError(f"no frames to write to {path}")
             for packet in stream.encode():
                 container.mux(packet)
-        temporary.chmod(0o644)  # NamedTemporaryFile makes it private; a video is for sharing
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+
+    write_atomically(path, encode)
     return count
