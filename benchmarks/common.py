@@ -13,8 +13,11 @@ import argparse
 import json
 import math
 import multiprocessing
+import os
 import queue
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -509,12 +512,33 @@ def roll_out_pusht(
 # Worker processes
 
 
+PARENT_POLL_SECONDS = 1.0
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this worker once `parent_pid` is gone (a SIGKILLed parent cannot terminate its pool)."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
+def _start_watched_worker(parent_pid: int, initializer: Callable[..., None], *initargs: Any) -> None:
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
+    initializer(*initargs)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 class SpawnPool:
     """Benchmark jobs in `workers` spawned processes (fresh interpreters, whatever threads torch has
     started here), each set up once by `initializer(*initargs, scratch)` with a scratch folder that
     lives as long as the pool. Results come back in the order jobs finish; a failed job raises here,
     and leaving the block terminates the workers, so a failure stops the run instead of waiting for
-    the other jobs."""
+    the other jobs. The workers never outlive the run: inside the block SIGTERM leaves it like an
+    error (workers terminated, scratch removed), and a worker whose parent died (SIGKILL) exits
+    within PARENT_POLL_SECONDS instead of computing on for nobody."""
 
     def __init__(self, workers: int, initializer: Callable[..., None], initargs: tuple):
         self.workers, self.initializer, self.initargs = workers, initializer, initargs
@@ -523,8 +547,11 @@ class SpawnPool:
 
     def __enter__(self) -> SpawnPool:
         self._scratch = tempfile.TemporaryDirectory()
+        self._previous_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         self._pool = multiprocessing.get_context("spawn").Pool(
-            self.workers, initializer=self.initializer, initargs=(*self.initargs, Path(self._scratch.name))
+            self.workers,
+            initializer=_start_watched_worker,
+            initargs=(os.getpid(), self.initializer, *self.initargs, Path(self._scratch.name)),
         )
         return self
 
@@ -532,6 +559,7 @@ class SpawnPool:
         self._pool.terminate()
         self._pool.join()
         self._scratch.cleanup()
+        signal.signal(signal.SIGTERM, self._previous_sigterm)
 
     def submit(self, key: Any, function: Callable, *args: Any) -> None:
         """Run `function(*args)` in a worker; its result comes back from `next_result` with `key`."""

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
 import sys
+import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +26,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import common  # noqa: E402
 
-from subprocess_helpers import Run, run_in_process  # noqa: E402
+from subprocess_helpers import SUBPROCESS_ENV, Run, run_in_process  # noqa: E402
 
 QUICK_MIX, QUICK_SEED, QUICK_MAX_STEPS = "clean=2,giveup=2", 0, 40  # the benchmarks' --quick data
 
@@ -61,6 +66,72 @@ def test_interrupted_dataset_folder_raises(tmp_path):
     (tmp_path / common.dataset_name(QUICK_MIX, 1, 5)).mkdir()
     with pytest.raises(FileExistsError, match="interrupted"):
         common.pusht_dataset(QUICK_MIX, 1, 5, tmp_path)
+
+
+# A SpawnPool run whose two workers record their pid and scratch folder, then wait for ever.
+POOL_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    sys.path.insert(0, {benchmarks!r})
+    import common
+
+    def record(folder, scratch):
+        (Path(folder) / str(os.getpid())).write_text(str(scratch))
+
+    def wait():
+        time.sleep(3600)
+
+    if __name__ == "__main__":
+        with common.SpawnPool(2, record, (sys.argv[1],)) as pool:
+            pool.submit(0, wait)
+            pool.submit(1, wait)
+            pool.next_result()
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie nobody reaped has finished)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_spawn_pool_workers_end_with_a_killed_run(tmp_path, signum):
+    """Killing a benchmark must free the cores: its pool's workers do not compute on for nobody."""
+    script, folder = tmp_path / "pool.py", tmp_path / "workers"
+    script.write_text(POOL_SCRIPT.format(benchmarks=str(BENCHMARKS)))
+    folder.mkdir()
+    run = subprocess.Popen([sys.executable, str(script), str(folder)], env=SUBPROCESS_ENV)
+    try:
+        assert _wait_until(lambda: len(list(folder.iterdir())) == 2, 300), "the workers did not start"
+        workers = [int(path.name) for path in folder.iterdir()]
+        scratch = Path((folder / str(workers[0])).read_text())
+        assert all(_alive(pid) for pid in workers) and scratch.is_dir()
+        run.send_signal(signum)
+        assert run.wait(60) == (128 + signum if signum == signal.SIGTERM else -signum)
+        assert _wait_until(lambda: not any(_alive(pid) for pid in workers), 30), "workers outlived the run"
+        if signum == signal.SIGTERM:
+            assert not scratch.exists()
+    finally:
+        run.kill()
+        for path in folder.iterdir():
+            if _alive(int(path.name)):
+                os.kill(int(path.name), signal.SIGKILL)
 
 
 def test_held_out_split_is_stratified_by_outcome():
