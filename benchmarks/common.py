@@ -585,10 +585,12 @@ class SpawnPool:
 
 
 def save_figure(figure: Any, path: Path) -> None:
-    """Lay out, write (PNG at 100 dpi, creating the folder) and close a benchmark's matplotlib figure."""
+    """Lay out, write (PNG at 100 dpi, atomically, creating the folder) and close a benchmark's
+    matplotlib figure."""
     import matplotlib.pyplot as plt
 
+    from rewact_tools.plotting import write_figure
+
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    write_figure(figure, path, dpi=100)
     plt.close(figure)

@@ -33,7 +33,7 @@ from rewact_tools.keypoint_config import (
     sampled_values,
 )
 from rewact_tools.offline import offline_if_local
-from rewact_tools.plotting import Curve, CurvePanel, PanelSpec, _runs, episode_video_frames
+from rewact_tools.plotting import Curve, CurvePanel, PanelSpec, _runs, episode_video_frames, write_figure
 from rewact_tools.reward_evaluation import episode_report, policy_labels
 from rewact_tools.training import resolve_reward
 from rewact_tools.training_options import PluginOptions, split_list
@@ -217,6 +217,26 @@ def test_write_mp4_leaves_nothing_behind_on_bad_frames(tmp_path):
     with pytest.raises(ValueError, match="video frame 1 has size"):
         write_mp4(tmp_path / "mixed.mp4", mixed, fps=10)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_write_figure_names_its_format_by_suffix_and_keeps_the_old_image_on_failure(tmp_path):
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure(figsize=(2, 1))
+    png, pdf = tmp_path / "plots" / "curve.png", tmp_path / "plots" / "curve.pdf"
+    write_figure(figure, png)
+    write_figure(figure, pdf)
+    assert png.read_bytes().startswith(b"\x89PNG") and pdf.read_bytes().startswith(b"%PDF")
+    assert png.stat().st_mode & 0o777 == 0o644
+    before = png.read_bytes()
+    figure.savefig = lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("killed mid-save"))
+    with pytest.raises(RuntimeError, match="killed mid-save"):
+        write_figure(figure, png)
+    plt.close(figure)
+    assert png.read_bytes() == before and sorted(p.name for p in png.parent.iterdir()) == [
+        "curve.pdf",
+        "curve.png",
+    ]
 
 
 def test_image_conversion():

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from rewact_tools.atomic import write_atomically  # noqa: E402
 from rewact_tools.video import pad_to_even, to_uint8_rgb  # noqa: E402
 
 CAMERA_HEIGHT = 256
@@ -140,10 +141,16 @@ def save_plot(
     try:
         panel.show_until(panel.length - 1)
         panel.cursor.set_visible(False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        panel.figure.savefig(path, dpi=DPI)
+        write_figure(panel.figure, path)
     finally:
         panel.close()
+
+
+def write_figure(figure: plt.Figure, path: Path, dpi: int = DPI) -> None:
+    """Save `figure` atomically (`rewact_tools.atomic`; the folder is created), in the format its
+    suffix names: a killed run leaves the previous image, never a truncated one."""
+    image_format = Path(path).suffix.lstrip(".") or plt.rcParams["savefig.format"]
+    write_atomically(path, lambda temporary: figure.savefig(temporary, dpi=dpi, format=image_format))
 
 
 def _resize_to_height(image: np.ndarray, height: int) -> np.ndarray:
