@@ -6,7 +6,7 @@
 
 Values of every frame come from the checkpoint (batched), or with --values-from from an advantages
 file this script wrote for the dataset before (relabelling with another threshold, horizon or credit
-then costs no model pass); rewards are -1 per step with 0 (success) or -c_fail (failure) on the
+then costs no model pass, and --policy-path may be left out); rewards are -1 per step with 0 (success) or -c_fail (failure) on the
 last frame, normalised per task by its longest successful episode.
 A_t = sum of N rewards + V(s_t+N) - V(s_t) (Monte Carlo without --n-step). Per task a threshold
 marks --positive-fraction of the frames positive, or --threshold fixes it. Frames under human
@@ -68,7 +68,9 @@ from rewact_tools.takeovers import CREDITS
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = make_parser(__doc__)
     add_dataset_arguments(parser)
-    add_policy_arguments(parser)
+    add_policy_arguments(
+        parser, path_help="not read with --values-from unless --outcomes-from-model needs its success call"
+    )
     horizon = parser.add_mutually_exclusive_group()
     horizon.add_argument(
         "--n-step",
@@ -165,6 +167,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--output", type=Path, help=f"parquet to write (default: <dataset root>/{ADVANTAGES_RELATIVE_PATH})"
     )
     args = parser.parse_args(argv)
+    if args.policy_path is None and (args.values_from is None or args.outcomes_from_model):
+        parser.error(
+            "--policy-path is required unless --values-from gives the values (and no --outcomes-from-model)"
+        )
     if args.success_threshold is not None and not args.outcomes_from_model:
         parser.error("--success-threshold needs --outcomes-from-model")
     if (args.credit != "episode" or args.pre_takeover_window) and not args.force_human_positive:
@@ -232,7 +238,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "give the window in frames"
             )
     output = args.output if args.output is not None else Path(meta.root) / ADVANTAGES_RELATIVE_PATH
-    policy, preprocessor = load_reward_model(args.policy_path, args.device)
+    # The model is read only for what needs it: the value pass, or its success call.
+    needs_model = args.values_from is None or args.outcomes_from_model
+    policy, preprocessor = load_reward_model(args.policy_path, args.device) if needs_model else (None, None)
     dataset = load_dataset(args.dataset_repo_id, args.dataset_root, meta=meta)
     # Outcomes and control modes are read before the (slow) value pass, so bad input fails at once.
     if not args.outcomes_from_model:

@@ -639,15 +639,25 @@ def test_precompute_advantage_relabels_from_earlier_values(
     shifted["value"] = np.linspace(-0.95, -0.05, len(shifted))  # normalised values, v - 1
     shifted_file = write_advantages(shifted, workdir / "advantages_a_other_values.parquet")
     outputs = {name: workdir / f"relabelled_{name}.parquet" for name in ("model", "earlier", "shifted", "b")}
-    model_pass, from_earlier, from_shifted, from_b = run_scripts(
+    no_model = [arg for arg in common if arg not in ("--policy-path", checkpoint)]
+    outputs["no_model"] = workdir / "relabelled_no_model.parquet"
+    model_pass, from_earlier, from_shifted, from_b, without_model, nothing, model_outcomes = run_scripts(
         ("precompute_advantage.py", [*common, "--output", outputs["model"]]),
         ("precompute_advantage.py", [*common, "--values-from", earlier, "--output", outputs["earlier"]]),
         ("precompute_advantage.py", [*common, "--values-from", shifted_file, "--output", outputs["shifted"]]),
         ("precompute_advantage.py", [*common, "--values-from", advantages_b, "--output", outputs["b"]]),
+        ("precompute_advantage.py", [*no_model, "--values-from", earlier, "--output", outputs["no_model"]]),
+        ("precompute_advantage.py", [*no_model, "--output", workdir / "never.parquet"]),
+        ("precompute_advantage.py", [*no_model, "--values-from", earlier, "--outcomes-from-model"]),
     )
-    for run in (model_pass, from_earlier, from_shifted):
+    for run in (model_pass, from_earlier, from_shifted, without_model):
         run.check()
     pd.testing.assert_frame_equal(read_advantages(outputs["earlier"]), read_advantages(outputs["model"]))
+    # Relabelling needs no checkpoint; a model pass or the model's success call does.
+    pd.testing.assert_frame_equal(read_advantages(outputs["no_model"]), read_advantages(outputs["model"]))
+    nothing.check_user_error("--policy-path is required")
+    model_outcomes.check_user_error("--policy-path is required")
+    assert not (workdir / "never.parquet").exists()
     relabelled = read_advantages(outputs["shifted"])
     assert np.allclose(relabelled["value"], shifted.set_index("index").loc[relabelled["index"], "value"])
     assert (relabelled["positive"] == (relabelled["advantage"] > -0.01)).all()

@@ -243,17 +243,26 @@ def stall_patience(root: str | Path) -> int | None:
         raise CliError(f"--pre-takeover-window {STALL_WINDOW}: {error}") from error
 
 
+POLICY_PATH_HELP = (
+    "checkpoint folder: a pretrained_model folder, a checkpoints/<step> folder or a training run"
+)
+
+
 def add_policy_arguments(
-    parser: argparse.ArgumentParser, batch_size: int = 64, batch_help: str = "frames per inference batch"
+    parser: argparse.ArgumentParser,
+    batch_size: int = 64,
+    batch_help: str = "frames per inference batch",
+    path_help: str | None = None,
 ) -> argparse._ArgumentGroup:
-    """`--policy-path`, `--device` and `--batch-size` (what one batch is: `batch_help`); returns the
-    group, for a script's own policy flags."""
+    """`--policy-path` (required unless the script says when it is not, in `path_help`), `--device`
+    and `--batch-size` (what one batch is: `batch_help`); returns the group, for a script's own
+    policy flags."""
     group = parser.add_argument_group("policy")
     group.add_argument(
         "--policy-path",
         type=Path,
-        required=True,
-        help="checkpoint folder: a pretrained_model folder, a checkpoints/<step> folder or a training run",
+        required=path_help is None,
+        help=POLICY_PATH_HELP if path_help is None else f"{POLICY_PATH_HELP}; {path_help}",
     )
     group.add_argument("--device", default="cpu", help="torch device for inference (default: cpu)")
     group.add_argument(
