@@ -45,7 +45,9 @@ seeds, so arms and rounds are paired episode by episode. Reported per round and 
 episodes with 95 % hierarchical bootstrap intervals: success rate, mean max coverage, successes per
 1000 environment steps and steps to success; paired differences from filtered BC and weighted BC of
 the same round, from filtered BC of round 0 (the clean-demonstration policy), and from the arm's
-previous round. --merge joins runs (renaming arms) into one table.
+previous round. --merge joins runs (renaming arms) into one table. The results file is rewritten
+after every (arm, seed) chain; --resume continues a stopped run in its --output, running only the
+chains it lacks (the settings must match).
 
     python benchmarks/bench_recap.py --workers 2 --output benchmarks/results/recap.json
     python benchmarks/bench_recap.py --quick     # seconds; checks the pipeline only
@@ -93,7 +95,13 @@ from common import (  # noqa: E402
     save_figure,
     train_policy,
 )
-from harness import ResultsFile, add_run_arguments, finish_run_arguments, merge_runs  # noqa: E402
+from harness import (  # noqa: E402
+    ResultsFile,
+    add_run_arguments,
+    finish_run_arguments,
+    merge_runs,
+    resumed_run,
+)
 
 KEYS = ("observation.state", "observation.environment_state")
 DEFAULT_MIX = "clean=120,detour=60,giveup=120"
@@ -651,13 +659,14 @@ def _chain_job(arm: str, seed: int) -> list[dict]:
     return run_chain(_worker["args"], arm, seed, _worker["dataset"], _worker["base"], scratch)
 
 
-def run_jobs(args, on_chain) -> None:
-    """Every (arm, seed) chain in `args.workers` spawned processes; `on_chain(arm, seed, rounds)`
-    receives each as it finishes. A failed chain stops the run."""
+def run_jobs(args, on_chain, done: set[tuple[str, int]]) -> None:
+    """Every (arm, seed) chain not in `done` in `args.workers` spawned processes; `on_chain(arm, seed,
+    rounds)` receives each as it finishes. A failed chain stops the run."""
     with SpawnPool(args.workers, _start_worker, (args,)) as pool:
         for seed in args.seeds:
             for arm in args.arms:
-                pool.submit((arm, seed), _chain_job, arm, seed)
+                if (arm, seed) not in done:
+                    pool.submit((arm, seed), _chain_job, arm, seed)
         while pool.pending:
             key, rounds = pool.next_result()
             on_chain(*key, rounds)
@@ -798,7 +807,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add_run_arguments(parser, ARMS)
+    add_run_arguments(parser, ARMS, resume=True)
     parser.add_argument("--seed", type=int, default=0, help="round-0 dataset seed")
     add_dataset_arguments(parser, default_mix=DEFAULT_MIX)
     parser.add_argument("--rounds", type=int, default=None, help="rounds after round 0 (default 2)")
@@ -1030,7 +1039,8 @@ def main() -> None:
         "per_seed": {},
     }
 
-    results_file = ResultsFile(args.output, results)
+    earlier = resumed_run(args.output, results) if args.resume else {}
+    results_file = ResultsFile(args.output, results, earlier.get("wall_seconds", 0.0))
 
     def on_chain(arm: str, seed: int, rounds: list[dict]) -> None:
         per_seed = results["per_seed"].setdefault(str(seed), {})
@@ -1038,7 +1048,24 @@ def main() -> None:
         results["per_seed"][str(seed)] = {name: per_seed[name] for name in args.arms if name in per_seed}
         results_file.save()
 
-    run_jobs(args, on_chain)
+    finished = [
+        (arm, int(seed), rounds)
+        for seed, chains in earlier.get("per_seed", {}).items()
+        for arm, rounds in chains.items()
+    ]
+    outside = [
+        f"{arm} of seed {seed}" for arm, seed, _ in finished if arm not in args.arms or seed not in args.seeds
+    ]
+    if outside:  # rewriting the file would lose them
+        raise SystemExit(
+            f"--resume: {args.output} holds {', '.join(outside)}; keep them in --arms and --seeds"
+        )
+    for arm, seed, rounds in finished:
+        on_chain(arm, seed, rounds)
+    done = {(arm, seed) for arm, seed, _ in finished}
+    if args.resume:
+        print(f"resuming {args.output}: {len(done)} of {len(args.arms) * len(args.seeds)} chains done")
+    run_jobs(args, on_chain, done)
     results |= {"summary": summarise(results["per_seed"], args.rounds), "complete": True}
     results_file.save()
     if args.output:

@@ -19,9 +19,12 @@ from rewact_tools.atomic import write_json
 from rewact_tools.lerobot_compat import HAS_SAMPLE_WEIGHTING
 
 
-def add_run_arguments(parser: argparse.ArgumentParser, arms: Sequence[str], seeds: bool = True) -> None:
+def add_run_arguments(
+    parser: argparse.ArgumentParser, arms: Sequence[str], seeds: bool = True, resume: bool = False
+) -> None:
     """--quick, --threads, --arms, --output and --merge; with `seeds`, --workers, --seeds and
-    --merge-seeds too (a benchmark with one training seed runs its arms in one process)."""
+    --merge-seeds too (a benchmark with one training seed runs its arms in one process); with
+    `resume` (a benchmark whose jobs are independent (arm, seed) jobs), --resume."""
     parser.add_argument("--quick", action="store_true", help="tiny data and model, 2 eval episodes (seconds)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process (default 1)")
     parser.add_argument(
@@ -44,6 +47,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, arms: Sequence[str], seed
         parser.add_argument(
             "--merge-seeds", default=None, help="with --merge: the seeds to keep, comma-separated"
         )
+    if resume:
+        parser.add_argument(
+            "--resume",
+            action="store_true",
+            help="keep the (arm, seed) jobs --output already holds from a stopped run with the same "
+            "settings and run only the rest, into the same file",
+        )
 
 
 def finish_run_arguments(
@@ -56,6 +66,8 @@ def finish_run_arguments(
     defaults to all that this LeRobot runs), split the lists, and refuse what cannot run."""
     if args.merge and args.output is None:
         parser.error("--merge needs --output")
+    if getattr(args, "resume", False) and (args.output is None or args.merge):
+        parser.error("--resume needs --output (the stopped run's results file) and no --merge")
     runnable = ",".join(arm for arm in arms if arm != "rabc" or HAS_SAMPLE_WEIGHTING)
     filled = {"arms": (runnable, runnable)} | ({"seeds": ("0", "0,1,2")} if hasattr(args, "seeds") else {})
     for name, (quick, full) in (filled | dict(defaults)).items():
@@ -81,16 +93,39 @@ def int_list(text: str | int) -> list[int]:
 
 class ResultsFile:
     """A run's results, rewritten to `path` (if any) whenever `save` is called: after every job,
-    so a stopped run keeps what it finished; `wall_seconds` counts from the start."""
+    so a stopped run keeps what it finished; `wall_seconds` counts from the start, plus the
+    `earlier_seconds` of the stopped run a resumed one continues."""
 
-    def __init__(self, path: Path | None, results: dict):
+    def __init__(self, path: Path | None, results: dict, earlier_seconds: float = 0.0):
         self.path, self.results = path, results
-        self._started = time.perf_counter()
+        self._started = time.perf_counter() - earlier_seconds
 
     def save(self) -> None:
         self.results["wall_seconds"] = round(time.perf_counter() - self._started, 1)
         if self.path:
             write_json(self.path, self.results)
+
+
+RESUME_FREE = ("date", "workers", "arms", "seeds", "complete", "per_seed", "summary", "wall_seconds")
+"""Results keys a resumed run may change: its bookkeeping, and which jobs it runs."""
+
+
+def resumed_run(path: Path, results: Mapping[str, Any]) -> dict:
+    """The results file `path` of a stopped run this one continues (`per_seed`: the jobs it finished;
+    `wall_seconds`), empty when there is none. Refused unless it ran with this run's settings: every
+    key of `results` but RESUME_FREE, timings aside (`read_runs`' rule), as the JSON file holds it."""
+    if not path.exists():
+        return {}
+    earlier = json.loads(path.read_text())
+    differing = [
+        key
+        for key in results
+        if key not in RESUME_FREE
+        and _without_timings(earlier.get(key)) != _without_timings(json.loads(json.dumps(results[key])))
+    ]
+    if differing:
+        raise SystemExit(f"--resume: {path} was run with other {', '.join(differing)}; give another --output")
+    return earlier
 
 
 def read_runs(

@@ -46,8 +46,8 @@ def run_benchmark(script: str, *args: str) -> Run:
     return run
 
 
-def run_quick_benchmark(script: str, *args: str) -> None:
-    run_benchmark(script, "--quick", *args)
+def run_quick_benchmark(script: str, *args: str) -> Run:
+    return run_benchmark(script, "--quick", *args)
 
 
 def test_dataset_is_cached_by_name(data_dir):
@@ -455,6 +455,33 @@ def test_recap_quick(tmp_path):
     with pytest.raises(SystemExit, match="has act_all of seed 0 again"):
         bench_recap.merge_results([str(output), f"{output}:actvantage=other"], None, tmp_path / "twice.json")
     assert output.with_suffix(".png").stat().st_size > 0
+
+
+def test_recap_resume_runs_only_the_chains_a_stopped_run_lacks(tmp_path):
+    """--resume keeps the chains --output holds (they are not rerun) and adds the missing ones; a
+    file run with other settings is refused by key."""
+    output = tmp_path / "recap.json"
+    quick = ("--data-dir", str(tmp_path / "data"), "--arms", "filtered_bc", "--output", str(output))
+    run_quick_benchmark("bench_recap.py", *quick, "--seeds", "0")
+    stopped = json.loads(output.read_text())
+    stopped["per_seed"]["0"]["filtered_bc"][0]["marker"] = "kept, not rerun"
+    stopped |= {"complete": False, "summary": None}
+    output.write_text(json.dumps(stopped))
+    run = run_quick_benchmark("bench_recap.py", *quick, "--seeds", "0,1", "--resume")
+    assert "resuming" in run.stdout and "1 of 2 chains done" in run.stdout
+    resumed = json.loads(output.read_text())
+    assert resumed["complete"] and sorted(resumed["per_seed"]) == ["0", "1"]
+    assert resumed["per_seed"]["0"]["filtered_bc"][0]["marker"] == "kept, not rerun"
+    assert [r["round"] for r in resumed["per_seed"]["1"]["filtered_bc"]] == [0, 1]
+    assert resumed["summary"]["rounds"]["1"]["filtered_bc"]["seeds"] == 2
+    assert resumed["wall_seconds"] >= stopped["wall_seconds"]
+    refused = run_in_process(
+        BENCHMARKS / "bench_recap.py", ["--quick", *quick, "--seeds", "0,1", "--resume", "--steps", "3"]
+    )
+    assert refused.returncode != 0 and "was run with other steps" in refused.stderr + refused.stdout
+    narrower = run_in_process(BENCHMARKS / "bench_recap.py", ["--quick", *quick, "--seeds", "0", "--resume"])
+    assert narrower.returncode != 0 and "holds filtered_bc of seed 1" in narrower.stderr
+    assert json.loads(output.read_text()) == resumed  # a refused resume leaves the file alone
 
 
 def test_recap_filtered_bc_keeps_own_successes_and_corrections_only():
