@@ -28,7 +28,7 @@ Arms (ACT settings as bench_actvantage_vs_act: the fast small ACT, batch 256, co
                 this round's data, corrections forced positive, with the command line's recipe
                 (--positive-fraction, --n-step, --credit, --pre-takeover-negative, --threshold-by,
                 --injection, --negative-weight); evaluated at beta 1 (which also collects) and at
-                each --guided-beta
+                each --guided-beta, against --guidance-reference (null or negative)
   actvantage_pistar  the control: ACTvantage with pi*0.6's recipe (30 % positive, N-step with N =
                 1 s, outcomes per episode, one threshold per task)
   actvantage_outcome  ACTvantage labelled by outcome instead of advantage: the frames filtered BC
@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lerobot_policy_actvantage.configuration_actvantage import ADVANTAGE_INJECTIONS
+from lerobot_policy_actvantage.configuration_actvantage import ADVANTAGE_INJECTIONS, GUIDANCE_REFERENCES
 from lerobot_policy_rewact import RewACTConfig, RewACTPolicy
 from rewact_tools import compute_advantages, load_episode_outcomes, make_pre_post_processors, pistar_returns
 from rewact_tools.advantage_display import positive_by_phase
@@ -378,6 +378,7 @@ def train_arm(
         settings = policy_settings(args, dataset)
         if recipe is not None:
             settings["advantage_injection"] = recipe.injection
+            settings["guidance_reference"] = args.guidance_reference
             # Drawn less often (sampling), a negative frame's loss keeps the weight 1.
             loss_weighted = recipe.negative_weight_by == "loss"
             settings["negative_weight"] = recipe.negative_weight if loss_weighted else 1.0
@@ -898,6 +899,12 @@ def parse_args() -> argparse.Namespace:
         help="ACTvantage's guided evaluations, comma-separated guidance scales besides 1 (which also "
         "collects; default 1.5); 0 skips them",
     )
+    parser.add_argument(
+        "--guidance-reference",
+        choices=GUIDANCE_REFERENCES,
+        default="null",
+        help="what the guided evaluations contrast positive with (default null: classifier-free)",
+    )
     parser.add_argument("--rollout-episodes", type=int, default=None, help="collected per round (default 50)")
     parser.add_argument(
         "--corrections", action=argparse.BooleanOptionalAction, default=True, help="scripted corrections"
@@ -1027,6 +1034,7 @@ def main() -> None:
         "pre_takeover_window": args.pre_takeover_window,
         "finetune_from": args.finetune_from,
         "guided_betas": args.guided_beta,
+        "guidance_reference": args.guidance_reference,
         "rollout_episodes": args.rollout_episodes,
         "corrections": None if args.corrections is None else args.corrections.as_dict(),
         "eval": {

@@ -97,6 +97,7 @@ def test_config_defaults_and_registration():
     assert (config.advantage_dropout, config.guidance_scale) == (0.3, 1.0)
     assert config.advantage_file is None and config.pretrained_revision is None
     assert config.advantage_injection == "encoder_token" and config.negative_weight == 0.25
+    assert config.guidance_reference == "null"
 
 
 @pytest.mark.parametrize(
@@ -108,6 +109,7 @@ def test_config_defaults_and_registration():
         ({"guidance_scale": -1.0}, "guidance_scale"),
         ({"guidance_scale": float("inf")}, "guidance_scale"),
         ({"guidance_scale": 2.0, "advantage_dropout": 0.0}, "null indicator"),
+        ({"guidance_reference": "zero"}, "guidance_reference must be one of 'null', 'negative'; got 'zero'"),
         ({"advantage_key": ""}, "advantage_key"),
         ({"advantage_file": " "}, "advantage_file"),
         ({"negative_weight": 0.0}, "negative_weight must be in \\(0, 1\\], got 0.0"),
@@ -379,6 +381,25 @@ def test_guidance_in_one_pass_equals_two_separate_passes(batch_size):
         policy.predict_action_chunk(batch, guidance_scale=0.0), null, rtol=0, atol=1e-5
     )
     assert not torch.allclose(guided, positive)
+
+
+def test_guidance_against_the_negative_condition_is_one_pass():
+    """guidance_reference="negative": a_neg + β·(a_pos − a_neg) from one doubled pass; it needs no
+    null token, so it also works without advantage_dropout."""
+    for dropout in (0.3, 0.0):
+        policy = ACTvantagePolicy(
+            tiny_config(guidance_reference="negative", advantage_dropout=dropout)
+        ).eval()
+        batch = make_batch(3)
+        recorder = IndicatorRecorder(policy)
+        with torch.no_grad():
+            positive = policy.model(model_inputs(batch), torch.full((3,), POSITIVE))[0]
+            negative = policy.model(model_inputs(batch), torch.full((3,), NEGATIVE))[0]
+        guided = policy.predict_action_chunk(batch, guidance_scale=2.0)
+        assert recorder.calls[-1] == [POSITIVE] * 3 + [NEGATIVE] * 3 and len(recorder.calls) == 3
+        torch.testing.assert_close(guided, negative + 2.0 * (positive - negative), rtol=0, atol=1e-5)
+        torch.testing.assert_close(policy.predict_action_chunk(batch), positive, rtol=0, atol=1e-5)
+        assert not torch.allclose(guided, positive)
 
 
 def test_conditioned_chunks_in_one_pass_equal_separate_calls():

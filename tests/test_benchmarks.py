@@ -348,8 +348,10 @@ def test_recap_quick(tmp_path):
         "bench_recap.py",
         *("--data-dir", str(tmp_path / "data"), "--output", str(output)),
         *("--negative-weight", "0.5", "--negative-weight-by", "loss", "--guided-beta", "1.5,2"),
+        *("--guidance-reference", "negative"),
     )
     results = json.loads(output.read_text())
+    assert results["guided_betas"] == [1.5, 2.0] and results["guidance_reference"] == "negative"
     arms = [
         "act_all",
         "filtered_bc",

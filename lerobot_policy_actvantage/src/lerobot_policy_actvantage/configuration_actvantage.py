@@ -22,12 +22,26 @@ def check_advantage_injection(injection: str) -> str:
     return injection
 
 
-def check_guidance_scale(guidance_scale: float, advantage_dropout: float) -> float:
-    """Validate β; guidance reads the null indicator, which only training with dropout teaches."""
+# What guidance extrapolates away from (`ACTvantageConfig.guidance_reference`).
+GUIDANCE_REFERENCES = ("null", "negative")
+
+
+def check_guidance_reference(reference: str) -> str:
+    if reference not in GUIDANCE_REFERENCES:
+        raise ValueError(
+            f"ACTvantageConfig.guidance_reference must be one of {', '.join(map(repr, GUIDANCE_REFERENCES))}; "
+            f"got {reference!r}."
+        )
+    return reference
+
+
+def check_guidance_scale(guidance_scale: float, advantage_dropout: float, reference: str = "null") -> float:
+    """Validate β; guidance against the null indicator reads it, which only training with dropout
+    teaches (the negative indicator is trained on every negative frame)."""
     beta = float(guidance_scale)
     if not math.isfinite(beta) or beta < 0:
         raise ValueError(f"ACTvantage guidance_scale must be a finite number >= 0, got {guidance_scale!r}.")
-    if beta != 1.0 and advantage_dropout == 0.0:
+    if beta != 1.0 and reference == "null" and advantage_dropout == 0.0:
         raise ValueError(
             f"ACTvantage guidance_scale={beta} needs the null indicator, which is never trained with "
             "advantage_dropout=0.0; use guidance_scale=1.0 or train with advantage_dropout > 0."
@@ -57,6 +71,11 @@ class ACTvantageConfig(ACTVisionConfig):
     # predicted action directly; "encoder_and_decoder" does both, with separate embeddings. Only the
     # configured embeddings exist, so "encoder_token" checkpoints keep their parameter names.
     advantage_injection: str = "encoder_token"
+    # What guidance (β ≠ 1) contrasts "positive" with: the null indicator, a_null + β·(a_pos − a_null)
+    # (classifier-free guidance, pi*0.6's; the default, so checkpoints keep their behaviour), or the
+    # negative one, a_neg + β·(a_pos − a_neg), which steers away from what the negative frames did
+    # (stalls, wandering) rather than from the average policy. Either is one batched pass.
+    guidance_reference: str = "null"
     # Loss weight of a frame labelled negative against a positive frame's 1 (the weighted mean is
     # normalised by the weights). At 0.25 the step budget goes mostly to what "positive" asks for
     # while the negatives still teach the (-) condition and the null one: every ACTvantage recipe
@@ -87,7 +106,8 @@ class ACTvantageConfig(ACTVisionConfig):
             raise ValueError(
                 f"ACTvantageConfig.negative_weight must be in (0, 1], got {self.negative_weight!r}."
             )
-        check_guidance_scale(self.guidance_scale, self.advantage_dropout)
+        check_guidance_reference(self.guidance_reference)
+        check_guidance_scale(self.guidance_scale, self.advantage_dropout, self.guidance_reference)
         check_advantage_injection(self.advantage_injection)
         if self.advantage_file is not None and not str(self.advantage_file).strip():
             raise ValueError(

@@ -2,7 +2,8 @@
 
 Training conditions every frame on "positive"/"negative" (or, with probability `advantage_dropout`,
 on a null token). Inference conditions on "positive"; with `guidance_scale` β ≠ 1 it also runs the
-null condition in the same forward pass and returns a_null + β·(a_pos − a_null).
+reference condition (`guidance_reference`: null, or negative) in the same forward pass and returns
+a_ref + β·(a_pos − a_ref).
 """
 
 # No `from __future__ import annotations` here: LeRobot's policy tests read the real class of the
@@ -129,17 +130,19 @@ class ACTvantagePolicy(VisionEncoderPolicyMixin, PreTrainedPolicy):
     ) -> Tensor:
         """(B, chunk_size, action_dim) normalised actions conditioned on "positive".
 
-        With β ≠ 1, one forward pass over a doubled batch yields a_pos and a_null, combined as
-        a_null + β·(a_pos − a_null).
+        With β ≠ 1, one forward pass over a doubled batch yields a_pos and the reference a_ref
+        (`config.guidance_reference`: null or negative), combined as a_ref + β·(a_pos − a_ref).
         """
+        reference = self.config.guidance_reference
         beta = check_guidance_scale(
             self.config.guidance_scale if guidance_scale is None else guidance_scale,
             self.config.advantage_dropout,
+            reference,
         )
         if beta == 1.0:
             return self.predict_conditioned_chunks(batch, ("positive",))["positive"]
-        chunks = self.predict_conditioned_chunks(batch, ("positive", "null"))
-        return chunks["null"] + beta * (chunks["positive"] - chunks["null"])
+        chunks = self.predict_conditioned_chunks(batch, ("positive", reference))
+        return chunks[reference] + beta * (chunks["positive"] - chunks[reference])
 
     @torch.no_grad()
     def predict_conditioned_chunks(
