@@ -11,28 +11,21 @@ from lerobot_policy_rewact.configuration_vision import ACTVisionConfig
 
 # Where the indicator embedding enters ACT's transformer (`ACTvantageConfig.advantage_injection`).
 ADVANTAGE_INJECTIONS = ("encoder_token", "decoder_queries", "encoder_and_decoder")
-
-
-def check_advantage_injection(injection: str) -> str:
-    if injection not in ADVANTAGE_INJECTIONS:
-        raise ValueError(
-            f"ACTvantageConfig.advantage_injection must be one of {', '.join(map(repr, ADVANTAGE_INJECTIONS))}; "
-            f"got {injection!r}."
-        )
-    return injection
-
-
 # What guidance extrapolates away from (`ACTvantageConfig.guidance_reference`).
 GUIDANCE_REFERENCES = ("null", "negative")
 
 
-def check_guidance_reference(reference: str) -> str:
-    if reference not in GUIDANCE_REFERENCES:
+def check_choice(field: str, value: str, choices: tuple[str, ...]) -> str:
+    """`value` of the config field `field` if it is one of `choices`, else a ValueError naming them."""
+    if value not in choices:
         raise ValueError(
-            f"ACTvantageConfig.guidance_reference must be one of {', '.join(map(repr, GUIDANCE_REFERENCES))}; "
-            f"got {reference!r}."
+            f"ACTvantageConfig.{field} must be one of {', '.join(map(repr, choices))}; got {value!r}."
         )
-    return reference
+    return value
+
+
+def check_advantage_injection(injection: str) -> str:
+    return check_choice("advantage_injection", injection, ADVANTAGE_INJECTIONS)
 
 
 def check_guidance_scale(guidance_scale: float, advantage_dropout: float, reference: str = "null") -> float:
@@ -106,7 +99,7 @@ class ACTvantageConfig(ACTVisionConfig):
             raise ValueError(
                 f"ACTvantageConfig.negative_weight must be in (0, 1], got {self.negative_weight!r}."
             )
-        check_guidance_reference(self.guidance_reference)
+        check_choice("guidance_reference", self.guidance_reference, GUIDANCE_REFERENCES)
         check_guidance_scale(self.guidance_scale, self.advantage_dropout, self.guidance_reference)
         check_advantage_injection(self.advantage_injection)
         if self.advantage_file is not None and not str(self.advantage_file).strip():
