@@ -167,7 +167,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--output", type=Path, help=f"parquet to write (default: <dataset root>/{ADVANTAGES_RELATIVE_PATH})"
     )
     args = parser.parse_args(argv)
-    if args.policy_path is None and (args.values_from is None or args.outcomes_from_model):
+    if args.policy_path is None and reads_checkpoint(args):
         parser.error(
             "--policy-path is required unless --values-from gives the values (and no --outcomes-from-model)"
         )
@@ -180,6 +180,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.threshold is not None and args.threshold_by != "task":
         parser.error("--threshold fixes one threshold; --threshold-by needs --positive-fraction")
     return args
+
+
+def reads_checkpoint(args: argparse.Namespace) -> bool:
+    """Whether the model is needed: for the value pass (no --values-from) or its success call."""
+    return args.values_from is None or args.outcomes_from_model
 
 
 def describe_outcomes(outcomes: dict[int, bool | None], source: str) -> str:
@@ -238,9 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "give the window in frames"
             )
     output = args.output if args.output is not None else Path(meta.root) / ADVANTAGES_RELATIVE_PATH
-    # The model is read only for what needs it: the value pass, or its success call.
-    needs_model = args.values_from is None or args.outcomes_from_model
-    policy, preprocessor = load_reward_model(args.policy_path, args.device) if needs_model else (None, None)
+    policy, preprocessor = (
+        load_reward_model(args.policy_path, args.device) if reads_checkpoint(args) else (None, None)
+    )
     dataset = load_dataset(args.dataset_repo_id, args.dataset_root, meta=meta)
     # Outcomes and control modes are read before the (slow) value pass, so bad input fails at once.
     if not args.outcomes_from_model:
