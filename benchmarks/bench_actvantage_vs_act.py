@@ -79,6 +79,7 @@ from common import (  # noqa: E402
     add_dataset_arguments,
     episode_settings,
     evaluate_pusht,
+    guidance,
     held_out_split,
     load_frames,
     pusht_dataset,
@@ -261,26 +262,23 @@ def run_arm(args, name: str, seed: int, dataset, frames, data: dict, directory: 
     def evaluate(step: int, seconds: float) -> None:
         final = step == args.steps
         for beta in betas if final else betas[:1]:
-            if beta is not None:
-                policy.config.guidance_scale = beta
-            result = evaluate_pusht(
-                policy,
-                preprocessor,
-                postprocessor,
-                episodes=args.eval_episodes,
-                seed=args.eval_seed,
-                env_batch=args.env_batch,
-                max_steps=args.eval_max_steps,
-                desc=f"{_label(name, beta)} step {step}",
-            )
+            with guidance(policy, beta):
+                result = evaluate_pusht(
+                    policy,
+                    preprocessor,
+                    postprocessor,
+                    episodes=args.eval_episodes,
+                    seed=args.eval_seed,
+                    env_batch=args.env_batch,
+                    max_steps=args.eval_max_steps,
+                    desc=f"{_label(name, beta)} step {step}",
+                )
             curves[_label(name, beta)].append({"step": step, "train_seconds": round(seconds, 1), **result})
             print(
                 f"  seed {seed} {_label(name, beta)} step {step}: success "
                 f"{result['success_rate']:.2f}, mean max coverage {result['mean_max_coverage']:.3f}",
                 flush=True,
             )
-        if betas[0] is not None:
-            policy.config.guidance_scale = betas[0]
 
     info = train_policy(
         policy,

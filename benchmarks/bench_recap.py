@@ -27,8 +27,8 @@ Arms (ACT settings as bench_actvantage_vs_act: the fast small ACT, batch 256, co
   actvantage    ACTvantage on everything, conditioned on the advantages of a value model trained on
                 this round's data, corrections forced positive, with the command line's recipe
                 (--positive-fraction, --n-step, --credit, --pre-takeover-negative, --threshold-by,
-                --injection, --negative-weight); evaluated at beta 1 (which also collects) and at
-                each --guided-beta, against --guidance-reference (null or negative)
+                --injection, --negative-weight); evaluated at beta 1 and at each --guided-beta,
+                against --guidance-reference (null or negative); collects at --collect-beta (1)
   actvantage_pistar  the control: ACTvantage with pi*0.6's recipe (30 % positive, N-step with N =
                 1 s, outcomes per episode, one threshold per task)
   actvantage_outcome  ACTvantage labelled by outcome instead of advantage: the frames filtered BC
@@ -87,6 +87,7 @@ from common import (  # noqa: E402
     TrainSettings,
     add_dataset_arguments,
     evaluate_pusht,
+    guidance,
     held_out_split,
     load_frames,
     pusht_corrections,
@@ -530,20 +531,17 @@ def run_chain(args, arm: str, seed: int, dataset, base: list[RolloutEpisode], sc
             start = (policy, preprocessor, postprocessor)
         evaluations = {}
         for beta in [1.0, *args.guided_beta] if arm in ADVANTAGE_ARMS else [None]:
-            if beta is not None:
-                policy.config.guidance_scale = beta
-            evaluations[_label(arm, beta)] = evaluate_pusht(
-                policy,
-                preprocessor,
-                postprocessor,
-                episodes=args.eval_episodes,
-                seed=args.eval_seed,
-                env_batch=args.env_batch,
-                max_steps=args.eval_max_steps,
-                desc=f"{desc} eval",
-            )
-        if arm in ADVANTAGE_ARMS:
-            policy.config.guidance_scale = 1.0
+            with guidance(policy, beta):
+                evaluations[_label(arm, beta)] = evaluate_pusht(
+                    policy,
+                    preprocessor,
+                    postprocessor,
+                    episodes=args.eval_episodes,
+                    seed=args.eval_seed,
+                    env_batch=args.env_batch,
+                    max_steps=args.eval_max_steps,
+                    desc=f"{desc} eval",
+                )
         record = {
             "round": round_,
             "episodes": len(base) + len(collected),
@@ -553,18 +551,21 @@ def run_chain(args, arm: str, seed: int, dataset, base: list[RolloutEpisode], sc
             "eval": evaluations,
         }
         if round_ < args.rounds:
-            rollouts = roll_out_pusht(
-                policy,
-                preprocessor,
-                postprocessor,
-                collection_seeds(args, seed, round_),
-                env_batch=args.env_batch,
-                max_steps=args.eval_max_steps,
-                desc=f"{desc} collect",
-                corrections=args.corrections,
-            )
+            collect_beta = args.collect_beta if arm in ADVANTAGE_ARMS else None
+            with guidance(policy, collect_beta):
+                rollouts = roll_out_pusht(
+                    policy,
+                    preprocessor,
+                    postprocessor,
+                    collection_seeds(args, seed, round_),
+                    env_batch=args.env_batch,
+                    max_steps=args.eval_max_steps,
+                    desc=f"{desc} collect",
+                    corrections=args.corrections,
+                )
             collected += rollouts
             record["collected"] = {
+                "guidance_scale": collect_beta,
                 "episodes": len(rollouts),
                 "successes": sum(episode.success for episode in rollouts),
                 "own_successes": sum(
@@ -905,6 +906,13 @@ def parse_args() -> argparse.Namespace:
         default="null",
         help="what the guided evaluations contrast positive with (default null: classifier-free)",
     )
+    parser.add_argument(
+        "--collect-beta",
+        type=float,
+        default=1.0,
+        help="ACTvantage's guidance scale while it collects its rollouts, against --guidance-reference "
+        "(default 1: the positive condition alone); what the next round learns from",
+    )
     parser.add_argument("--rollout-episodes", type=int, default=None, help="collected per round (default 50)")
     parser.add_argument(
         "--corrections", action=argparse.BooleanOptionalAction, default=True, help="scripted corrections"
@@ -949,6 +957,8 @@ def parse_args() -> argparse.Namespace:
         args.pre_takeover_window = args.patience
     if not 0.0 < args.negative_weight <= 1.0:
         parser.error(f"--negative-weight must lie in (0, 1], got {args.negative_weight}")
+    if not np.isfinite(args.collect_beta) or args.collect_beta < 0:
+        parser.error(f"--collect-beta must be a finite number >= 0, got {args.collect_beta}")
     if args.rounds < 0 or args.finetune_steps < 0:
         parser.error("--rounds and --finetune-steps must be at least 0")
     args.corrections = pusht_corrections(args.patience, args.correction_steps) if args.corrections else None
@@ -1035,6 +1045,7 @@ def main() -> None:
         "finetune_from": args.finetune_from,
         "guided_betas": args.guided_beta,
         "guidance_reference": args.guidance_reference,
+        "collect_beta": args.collect_beta,
         "rollout_episodes": args.rollout_episodes,
         "corrections": None if args.corrections is None else args.corrections.as_dict(),
         "eval": {

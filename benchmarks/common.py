@@ -19,7 +19,8 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -506,6 +507,20 @@ def roll_out_pusht(
         )
         for frames, record in roll_out(runner, spec, settings, seeds=seeds, desc=desc)
     ]
+
+
+@contextmanager
+def guidance(policy, beta: float | None) -> Iterator[None]:
+    """An ACTvantage `policy` at guidance scale `beta` inside the block and back at 1 after, the scale
+    it trains and is fine-tuned at; `beta` None (an arm without guidance) leaves the policy as it is."""
+    if beta is None:
+        yield
+        return
+    policy.config.guidance_scale = beta
+    try:
+        yield
+    finally:
+        policy.config.guidance_scale = 1.0
 
 
 # ------------------------------------------------------------------------------------------------

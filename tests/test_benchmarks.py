@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -348,10 +349,11 @@ def test_recap_quick(tmp_path):
         "bench_recap.py",
         *("--data-dir", str(tmp_path / "data"), "--output", str(output)),
         *("--negative-weight", "0.5", "--negative-weight-by", "loss", "--guided-beta", "1.5,2"),
-        *("--guidance-reference", "negative"),
+        *("--guidance-reference", "negative", "--collect-beta", "1.5"),
     )
     results = json.loads(output.read_text())
     assert results["guided_betas"] == [1.5, 2.0] and results["guidance_reference"] == "negative"
+    assert results["collect_beta"] == 1.5
     arms = [
         "act_all",
         "filtered_bc",
@@ -370,6 +372,7 @@ def test_recap_quick(tmp_path):
         assert not first["fine_tuned"] and second["fine_tuned"] and second["steps"] == 2
         collected = first["collected"]
         assert collected["episodes"] == 2 and collected["intervention_frames"] > 0
+        assert collected["guidance_scale"] == (1.5 if arm.startswith("actvantage") else None)
         assert second["episodes"] == first["episodes"] + 2
         assert second["frames"] == first["frames"] + collected["env_steps"]
         assert second["intervention_frames"] == collected["intervention_frames"]
@@ -484,6 +487,32 @@ def test_recap_resume_runs_only_the_chains_a_stopped_run_lacks(tmp_path):
     narrower = run_in_process(BENCHMARKS / "bench_recap.py", ["--quick", *quick, "--seeds", "0", "--resume"])
     assert narrower.returncode != 0 and "holds filtered_bc of seed 1" in narrower.stderr
     assert json.loads(output.read_text()) == resumed  # a refused resume leaves the file alone
+
+
+def test_recap_guidance_holds_for_its_block_only(tmp_path):
+    """Evaluation and collection run an ACTvantage policy at their scale; after the block, also a
+    failed one, it is back at 1, what the next round fine-tunes; an arm without guidance is left
+    alone; a negative --collect-beta is refused."""
+    from lerobot_policy_actvantage import ACTvantageConfig
+
+    policy = types.SimpleNamespace(config=ACTvantageConfig(guidance_reference="negative"))
+    with common.guidance(policy, 1.5):
+        assert policy.config.guidance_scale == 1.5
+    assert policy.config.guidance_scale == 1.0
+    with pytest.raises(RuntimeError, match="rollout failed"), common.guidance(policy, 2.0):
+        raise RuntimeError("rollout failed")
+    assert policy.config.guidance_scale == 1.0
+    plain = types.SimpleNamespace(config=types.SimpleNamespace())
+    with common.guidance(plain, None):
+        pass
+    assert vars(plain.config) == {}
+    refused = run_in_process(
+        BENCHMARKS / "bench_recap.py", ["--quick", "--collect-beta", "-1", "--output", tmp_path / "r.json"]
+    )
+    assert (
+        refused.returncode == 2 and "--collect-beta must be a finite number >= 0, got -1.0" in refused.stderr
+    )
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_recap_filtered_bc_keeps_own_successes_and_corrections_only():
