@@ -78,8 +78,7 @@ from common import (  # noqa: E402
     act_settings,
     add_dataset_arguments,
     episode_settings,
-    evaluate_pusht,
-    guidance,
+    evaluate_guided,
     held_out_split,
     load_frames,
     pusht_dataset,
@@ -262,17 +261,9 @@ def run_arm(args, name: str, seed: int, dataset, frames, data: dict, directory: 
     def evaluate(step: int, seconds: float) -> None:
         final = step == args.steps
         for beta in betas if final else betas[:1]:
-            with guidance(policy, beta):
-                result = evaluate_pusht(
-                    policy,
-                    preprocessor,
-                    postprocessor,
-                    episodes=args.eval_episodes,
-                    seed=args.eval_seed,
-                    env_batch=args.env_batch,
-                    max_steps=args.eval_max_steps,
-                    desc=f"{_label(name, beta)} step {step}",
-                )
+            result = evaluate_guided(
+                args, policy, preprocessor, postprocessor, beta, f"{_label(name, beta)} step {step}"
+            )
             curves[_label(name, beta)].append({"step": step, "train_seconds": round(seconds, 1), **result})
             print(
                 f"  seed {seed} {_label(name, beta)} step {step}: success "

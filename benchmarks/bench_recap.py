@@ -86,7 +86,7 @@ from common import (  # noqa: E402
     SpawnPool,
     TrainSettings,
     add_dataset_arguments,
-    evaluate_pusht,
+    evaluate_guided,
     guidance,
     held_out_split,
     load_frames,
@@ -531,17 +531,9 @@ def run_chain(args, arm: str, seed: int, dataset, base: list[RolloutEpisode], sc
             start = (policy, preprocessor, postprocessor)
         evaluations = {}
         for beta in [1.0, *args.guided_beta] if arm in ADVANTAGE_ARMS else [None]:
-            with guidance(policy, beta):
-                evaluations[_label(arm, beta)] = evaluate_pusht(
-                    policy,
-                    preprocessor,
-                    postprocessor,
-                    episodes=args.eval_episodes,
-                    seed=args.eval_seed,
-                    env_batch=args.env_batch,
-                    max_steps=args.eval_max_steps,
-                    desc=f"{desc} eval",
-                )
+            evaluations[_label(arm, beta)] = evaluate_guided(
+                args, policy, preprocessor, postprocessor, beta, f"{desc} eval"
+            )
         record = {
             "round": round_,
             "episodes": len(base) + len(collected),

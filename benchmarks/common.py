@@ -523,6 +523,24 @@ def guidance(policy, beta: float | None) -> Iterator[None]:
         policy.config.guidance_scale = 1.0
 
 
+def evaluate_guided(
+    args, policy, preprocessor, postprocessor, beta: float | None, desc: str
+) -> dict[str, Any]:
+    """`evaluate_pusht` with a closed-loop benchmark's evaluation arguments (--eval-episodes,
+    --eval-seed, --env-batch, --eval-max-steps), the policy at guidance scale `beta` (`guidance`)."""
+    with guidance(policy, beta):
+        return evaluate_pusht(
+            policy,
+            preprocessor,
+            postprocessor,
+            episodes=args.eval_episodes,
+            seed=args.eval_seed,
+            env_batch=args.env_batch,
+            max_steps=args.eval_max_steps,
+            desc=desc,
+        )
+
+
 # ------------------------------------------------------------------------------------------------
 # Worker processes
 
