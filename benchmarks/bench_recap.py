@@ -66,7 +66,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lerobot_policy_actvantage.configuration_actvantage import ADVANTAGE_INJECTIONS, GUIDANCE_REFERENCES
+from lerobot_policy_actvantage.configuration_actvantage import (
+    ADVANTAGE_INJECTIONS,
+    GUIDANCE_REFERENCES,
+    ACTvantageConfig,
+    check_guidance_scale,
+)
 from lerobot_policy_rewact import RewACTConfig, RewACTPolicy
 from rewact_tools import compute_advantages, load_episode_outcomes, make_pre_post_processors, pistar_returns
 from rewact_tools.advantage_display import positive_by_phase
@@ -949,8 +954,10 @@ def parse_args() -> argparse.Namespace:
         args.pre_takeover_window = args.patience
     if not 0.0 < args.negative_weight <= 1.0:
         parser.error(f"--negative-weight must lie in (0, 1], got {args.negative_weight}")
-    if not np.isfinite(args.collect_beta) or args.collect_beta < 0:
-        parser.error(f"--collect-beta must be a finite number >= 0, got {args.collect_beta}")
+    try:  # the policy's own rule, before any training; the arms train with its default dropout
+        check_guidance_scale(args.collect_beta, ACTvantageConfig.advantage_dropout, args.guidance_reference)
+    except ValueError as error:
+        parser.error(f"--collect-beta: {error}")
     if args.rounds < 0 or args.finetune_steps < 0:
         parser.error("--rounds and --finetune-steps must be at least 0")
     args.corrections = pusht_corrections(args.patience, args.correction_steps) if args.corrections else None

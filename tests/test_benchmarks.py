@@ -510,7 +510,9 @@ def test_recap_guidance_holds_for_its_block_only(tmp_path):
         BENCHMARKS / "bench_recap.py", ["--quick", "--collect-beta", "-1", "--output", tmp_path / "r.json"]
     )
     assert (
-        refused.returncode == 2 and "--collect-beta must be a finite number >= 0, got -1.0" in refused.stderr
+        refused.returncode == 2
+        and "--collect-beta: ACTvantage guidance_scale must be a finite number >= 0, got -1.0"
+        in refused.stderr
     )
     assert not (tmp_path / "r.json").exists()
 
