@@ -98,6 +98,9 @@ def test_config_defaults_and_registration():
     assert config.advantage_file is None and config.pretrained_revision is None
     assert config.advantage_injection == "encoder_token" and config.negative_weight == 0.25
     assert config.guidance_reference == "null"
+    # `--policy.guidance_reference=null` reaches the config as None or "None" (draccus reads `null` so).
+    assert tiny_config(guidance_reference=None).guidance_reference == "null"
+    assert tiny_config(guidance_reference="None").guidance_reference == "null"
 
 
 @pytest.mark.parametrize(

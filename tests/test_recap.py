@@ -86,6 +86,8 @@ def test_two_recap_rounds(demonstrations, tmp_path):
         "n_step_seconds": 1.0,
         "rollouts_positive_fraction": None,
         "successes_positive": True,
+        "guidance_scale": 1.5,
+        "guidance_reference": "negative",
     }
     (precompute,) = [" ".join(c) for c in round0["commands"] if "precompute_advantage.py" in " ".join(c)]
     assert "torch.distributed.run --standalone --nproc_per_node=2" in precompute
@@ -104,6 +106,11 @@ def test_two_recap_rounds(demonstrations, tmp_path):
     assert "success_threshold" in json.loads((value_model0 / "config.json").read_text())
     rollouts = LeRobotDataset("local/rollouts", root=tmp_path / "rollouts")
     assert rollouts.meta.total_episodes == 2 and rollouts.meta.features["intervention"]["dtype"] == "bool"
+    # The recipe's guidance is saved with the policy, so its rollouts were collected with it.
+    policy0 = ACTvantagePolicy.from_pretrained(
+        tmp_path / "recap" / "round_0" / "policy" / "checkpoints" / "last" / "pretrained_model"
+    )
+    assert (policy0.config.guidance_scale, policy0.config.guidance_reference) == (1.5, "negative")
 
     second = run_script("recap.py", *options, "--recipe", "takeover", *train_flags).check()
     folder = tmp_path / "recap" / "round_1"
@@ -119,6 +126,8 @@ def test_two_recap_rounds(demonstrations, tmp_path):
         "n_step_seconds": None,
         "rollouts_positive_fraction": None,
         "successes_positive": False,
+        "guidance_scale": 1.0,
+        "guidance_reference": "null",
     }
     commands = [" ".join(command) for command in round1["commands"]]
     assert "--reward pistar --max-length" in commands[0] and "--credit segment" in commands[0]
@@ -143,6 +152,8 @@ def test_two_recap_rounds(demonstrations, tmp_path):
     policy_path = folder / "policy" / "checkpoints" / "last" / "pretrained_model"
     policy = ACTvantagePolicy.from_pretrained(policy_path)
     assert policy.config.negative_weight == 0.25
+    # Fine-tuned from round 0's guided policy, it takes the takeover recipe's guidance (beta 1).
+    assert (policy.config.guidance_scale, policy.config.guidance_reference) == (1.0, "null")
     # By default a later round fine-tunes the previous round's policy for --finetune-steps.
     round0_policy = tmp_path / "recap" / "round_0" / "policy" / "checkpoints" / "last" / "pretrained_model"
     assert round1["policy_start"] == str(round0_policy)
@@ -202,6 +213,8 @@ def test_two_recap_rounds(demonstrations, tmp_path):
         "n_step_seconds": 1.0,
         "rollouts_positive_fraction": 0.4,
         "successes_positive": False,
+        "guidance_scale": 1.0,
+        "guidance_reference": "null",
     }
     calibration = round2["success_threshold_calibrated_on"] is not None
     assert (
@@ -234,3 +247,16 @@ def test_a_fine_tuning_learning_rate_without_fine_tuning_is_refused(demonstratio
     run_script("recap.py", "--finetune-from", "scratch", "--finetune-lr", "1e-4", *args).check_user_error(
         "--finetune-lr", "--finetune-from scratch"
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--guidance-scale", "-1"], "guidance_scale must be a finite number >= 0, got -1.0"),
+        (["--guidance-reference", "zero"], "invalid choice: 'zero'"),
+    ],
+)
+def test_an_invalid_guidance_is_refused_before_training(demonstrations, tmp_path, flags, message):
+    args = recap_args(demonstrations, tmp_path)
+    run_script("recap.py", *flags, *args).check_user_error(message)
+    assert not (tmp_path / "recap").exists()

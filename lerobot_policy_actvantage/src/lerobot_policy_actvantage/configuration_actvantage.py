@@ -99,6 +99,10 @@ class ACTvantageConfig(ACTVisionConfig):
             raise ValueError(
                 f"ACTvantageConfig.negative_weight must be in (0, 1], got {self.negative_weight!r}."
             )
+        if self.guidance_reference in (None, "None"):
+            # `--policy.guidance_reference=null` on the command line: draccus reads `null` as None
+            # (LeRobot 0.6.1) or as the text "None" (LeRobot 0.4.4).
+            self.guidance_reference = "null"
         check_choice("guidance_reference", self.guidance_reference, GUIDANCE_REFERENCES)
         check_guidance_scale(self.guidance_scale, self.advantage_dropout, self.guidance_reference)
         check_advantage_injection(self.advantage_injection)
