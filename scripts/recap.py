@@ -46,11 +46,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lerobot_policy_actvantage.configuration_actvantage import (
-    GUIDANCE_REFERENCES,
-    ACTvantageConfig,
-    check_guidance_scale,
-)
 from rewact_tools.atomic import write_json
 from rewact_tools.cli import (
     STALL_WINDOW,
@@ -207,9 +202,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     )
     recipe.add_argument(
         "--guidance-reference",
-        choices=GUIDANCE_REFERENCES,
-        help="what guidance steers away from (--policy.guidance_reference; successes: negative; "
-        "takeover, pistar: null, classifier-free)",
+        help="what guidance steers away from (--policy.guidance_reference: negative or null; "
+        "successes: negative; takeover, pistar: null, classifier-free)",
     )
     passes = parser.add_argument_group("value passes (scripts/precompute_advantage.py)")
     passes.add_argument(
@@ -248,7 +242,17 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
             parser.error(f"--{name.replace('_', '-')} must lie strictly between 0 and 1, got {value}")
     if not 0.0 < args.negative_weight <= 1.0:
         parser.error(f"--negative-weight must lie in (0, 1], got {args.negative_weight}")
+    # The policy's own rules, before any training; imported here because they load LeRobot, which
+    # --help and the other flags' errors need not wait for.
+    from lerobot_policy_actvantage.configuration_actvantage import (
+        GUIDANCE_REFERENCES,
+        ACTvantageConfig,
+        check_choice,
+        check_guidance_scale,
+    )
+
     try:
+        check_choice("guidance_reference", args.guidance_reference, GUIDANCE_REFERENCES)
         check_guidance_scale(args.guidance_scale, ACTvantageConfig.advantage_dropout, args.guidance_reference)
     except ValueError as error:
         parser.error(f"--guidance-scale / --guidance-reference: {error}")

@@ -253,7 +253,10 @@ def test_a_fine_tuning_learning_rate_without_fine_tuning_is_refused(demonstratio
     ("flags", "message"),
     [
         (["--guidance-scale", "-1"], "guidance_scale must be a finite number >= 0, got -1.0"),
-        (["--guidance-reference", "zero"], "invalid choice: 'zero'"),
+        (
+            ["--guidance-reference", "zero"],
+            "guidance_reference must be one of 'null', 'negative'; got 'zero'",
+        ),
     ],
 )
 def test_an_invalid_guidance_is_refused_before_training(demonstrations, tmp_path, flags, message):
