@@ -29,7 +29,9 @@ Each call runs the next round (round k is outputs/recap/round_<k>, k = the round
      expert takes over where progress stalls. Appended to --rollouts-root (created in round 0).
 Every command is printed before it runs and every artefact is an ordinary LeRobot checkpoint or
 dataset, to inspect with the other scripts. Flags after `--` go to both training runs (LeRobot's
-spelling); round_<k>/round.json records the commands and paths once the round is complete.
+spelling), except those recap.py sets itself (steps, output, datasets, policy type, guidance): those
+are refused, naming recap.py's flag for each. round_<k>/round.json records the commands and paths
+once the round is complete.
 
 The demonstrations must have the observations the env gives the policy (for PushT keypoints:
 make_pusht_dataset.py --no-image with --obs-type environment_state_agent_pos) and
@@ -113,6 +115,22 @@ RECIPES = {
 ROUND_RECORD = "round.json"
 FINETUNE_STARTS = ("previous", "round0", "scratch")
 ROLLOUTS_REPO_ID = "local/rollouts"
+# LeRobot flags recap.py writes on a training command line after the user's `--` flags, so a user's
+# own would be overridden without a word: each is refused, naming recap.py's flag for it.
+OWN_TRAINING_FLAGS = {
+    "--policy.negative_weight": "--negative-weight",
+    "--policy.guidance_scale": "--guidance-scale",
+    "--policy.guidance_reference": "--guidance-reference",
+    "--steps": "--value-steps, --policy-steps or --finetune-steps",
+    "--save_freq": "--value-steps, --policy-steps or --finetune-steps",
+    "--output_dir": "--work-dir",
+    "--dataset.repo_id": "--dataset-repo-id",
+    "--dataset.root": "--dataset-root and --rollouts-root",
+    "--policy.type": "--recipe (each round trains a rewact value model and an actvantage policy)",
+    "--policy.path": "--finetune-from",
+    "--job_name": "--work-dir (each run is named after its model)",
+    "--policy.reward_loss_weight": "nothing: recap.py trains its value model at 1.0",
+}
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -260,7 +278,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
         parser.error(
             "--finetune-lr sets a fine-tuning round's learning rate; --finetune-from scratch fine-tunes none"
         )
-    return args, argv[split + 1 :]
+    lerobot_flags = argv[split + 1 :]
+    for flag in lerobot_flags:
+        name = flag.split("=", 1)[0]
+        if name in OWN_TRAINING_FLAGS:
+            parser.error(f"{name} after `--` is set by recap.py for each run; use {OWN_TRAINING_FLAGS[name]}")
+    return args, lerobot_flags
 
 
 def next_round(work_dir: Path) -> int:

@@ -263,3 +263,16 @@ def test_an_invalid_guidance_is_refused_before_training(demonstrations, tmp_path
     args = recap_args(demonstrations, tmp_path)
     run_script("recap.py", *flags, *args).check_user_error(message)
     assert not (tmp_path / "recap").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "advice"),
+    [(["--policy.guidance_scale=2"], "--guidance-scale"), (["--steps", "5"], "--policy-steps")],
+)
+def test_a_training_flag_recap_sets_itself_is_refused(demonstrations, tmp_path, flags, advice):
+    """recap.py's own value comes later on the training command line and would override the user's."""
+    name = flags[0].split("=")[0]
+    run_script("recap.py", *recap_args(demonstrations, tmp_path), *flags).check_user_error(
+        f"{name} after `--` is set by recap.py", advice
+    )
+    assert not (tmp_path / "recap").exists()
