@@ -20,8 +20,8 @@ dropout, batch 256, lr 1e-3 decayed to 0 on a cosine), steps, training seeds and
   act_all          LeRobot's ACT on every episode
   rabc             RewACT with reward_loss_weight=0 (an ACT that accepts `reduction="none"`) on every
                    episode, weighted by RA-BC (LeRobot >= 0.6)
-  actvantage       ACTvantage on every episode, value-model advantages, at beta 1 and with
-                   classifier-free guidance (beta 1.5, 2)
+  actvantage       ACTvantage on every episode, value-model advantages, at beta 1 and guided
+                   (beta 1.5, 2) against --guidance-reference (default null: classifier-free)
   actvantage_true  the same with the true-return advantages
 Each arm is evaluated in gym-pusht (300-step episodes) at every checkpoint (the learning curve) for
 success, mean max coverage and throughput (successes per 1000 environment steps, steps to success);
@@ -77,11 +77,13 @@ from common import (  # noqa: E402
     TrainSettings,
     act_settings,
     add_dataset_arguments,
+    add_guidance_reference_argument,
     episode_settings,
     evaluate_guided,
     held_out_split,
     load_frames,
     pusht_dataset,
+    refuse_invalid_guidance,
     save_figure,
     train_policy,
 )
@@ -247,6 +249,7 @@ def run_arm(args, name: str, seed: int, dataset, frames, data: dict, directory: 
     settings = policy_settings(args, dataset)
     if name.startswith("actvantage"):
         settings["negative_weight"] = args.negative_weight
+        settings["guidance_reference"] = args.guidance_reference
     policy, preprocessor, postprocessor = build_arm(args, name, seed, dataset, settings)
     rows = data.get(f"{name}_rows", torch.arange(len(frames)))
     extras, weighter = {}, None
@@ -532,6 +535,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--betas", default="1,1.5,2", help="ACTvantage guidance scales (the first on the curve)"
     )
+    add_guidance_reference_argument(parser)
     parser.add_argument(
         "--eval-episodes", type=int, default=None, help="gym-pusht episodes per arm and seed (50)"
     )
@@ -562,6 +566,7 @@ def parse_args() -> argparse.Namespace:
         args.env_batch = min(args.env_batch, 2)
         args.hold_out_every = 2
     args.betas = [float(beta) for beta in args.betas.split(",")]
+    refuse_invalid_guidance(parser, "--betas", args.betas, args.guidance_reference)
     args.checkpoints = sorted(set(int_list(args.checkpoints)) | {args.steps})
     return args
 
@@ -595,6 +600,7 @@ def main() -> None:
         },
         "model": {k: v for k, v in policy_settings(args, dataset).items() if "features" not in k},
         "arms": args.arms,
+        "guidance_reference": args.guidance_reference,
         "steps": args.steps,
         "batch_size": args.batch_size,
         "lr": args.lr,

@@ -66,12 +66,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lerobot_policy_actvantage.configuration_actvantage import (
-    ADVANTAGE_INJECTIONS,
-    GUIDANCE_REFERENCES,
-    ACTvantageConfig,
-    check_guidance_scale,
-)
+from lerobot_policy_actvantage.configuration_actvantage import ADVANTAGE_INJECTIONS
 from lerobot_policy_rewact import RewACTConfig, RewACTPolicy
 from rewact_tools import compute_advantages, load_episode_outcomes, make_pre_post_processors, pistar_returns
 from rewact_tools.advantage_display import positive_by_phase
@@ -91,12 +86,14 @@ from common import (  # noqa: E402
     SpawnPool,
     TrainSettings,
     add_dataset_arguments,
+    add_guidance_reference_argument,
     evaluate_guided,
     guidance,
     held_out_split,
     load_frames,
     pusht_corrections,
     pusht_dataset,
+    refuse_invalid_guidance,
     roll_out_pusht,
     save_figure,
     train_policy,
@@ -897,12 +894,7 @@ def parse_args() -> argparse.Namespace:
         help="ACTvantage's guided evaluations, comma-separated guidance scales besides 1 (which also "
         "collects; default 1.5); 0 skips them",
     )
-    parser.add_argument(
-        "--guidance-reference",
-        choices=GUIDANCE_REFERENCES,
-        default="null",
-        help="what the guided evaluations contrast positive with (default null: classifier-free)",
-    )
+    add_guidance_reference_argument(parser)
     parser.add_argument(
         "--collect-beta",
         type=float,
@@ -954,10 +946,12 @@ def parse_args() -> argparse.Namespace:
         args.pre_takeover_window = args.patience
     if not 0.0 < args.negative_weight <= 1.0:
         parser.error(f"--negative-weight must lie in (0, 1], got {args.negative_weight}")
-    try:  # the policy's own rule, before any training; the arms train with its default dropout
-        check_guidance_scale(args.collect_beta, ACTvantageConfig.advantage_dropout, args.guidance_reference)
-    except ValueError as error:
-        parser.error(f"--collect-beta: {error}")
+    refuse_invalid_guidance(
+        parser,
+        "--collect-beta / --guided-beta",
+        [args.collect_beta, *args.guided_beta],
+        args.guidance_reference,
+    )
     if args.rounds < 0 or args.finetune_steps < 0:
         parser.error("--rounds and --finetune-steps must be at least 0")
     args.corrections = pusht_corrections(args.patience, args.correction_steps) if args.corrections else None

@@ -33,6 +33,11 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 from lerobot.utils.constants import ACTION
 from tqdm.auto import tqdm
 
+from lerobot_policy_actvantage.configuration_actvantage import (
+    GUIDANCE_REFERENCES,
+    ACTvantageConfig,
+    check_guidance_scale,
+)
 from lerobot_policy_rewact.control_mode import INTERVENTION
 from rewact_tools import compute_values, reward_model_metrics
 from rewact_tools.lerobot_compat import dataset_to_policy_features
@@ -507,6 +512,28 @@ def roll_out_pusht(
         )
         for frames, record in roll_out(runner, spec, settings, seeds=seeds, desc=desc)
     ]
+
+
+def add_guidance_reference_argument(parser: argparse.ArgumentParser) -> None:
+    """--guidance-reference: what a benchmark's guided ACTvantage arms steer away from."""
+    parser.add_argument(
+        "--guidance-reference",
+        choices=GUIDANCE_REFERENCES,
+        default="null",
+        help="what the guided evaluations contrast positive with (default null: classifier-free)",
+    )
+
+
+def refuse_invalid_guidance(
+    parser: argparse.ArgumentParser, flags: str, betas: Iterable[float], reference: str
+) -> None:
+    """Each guidance scale in `betas` checked by the policy's own rule before any training (the arms
+    train with its default dropout); an invalid one is a usage error naming `flags`."""
+    try:
+        for beta in betas:
+            check_guidance_scale(beta, ACTvantageConfig.advantage_dropout, reference)
+    except ValueError as error:
+        parser.error(f"{flags}: {error}")
 
 
 @contextmanager

@@ -242,11 +242,14 @@ def test_actvantage_vs_act_quick(tmp_path):
             "--negative-weight",
             "0.5",
             "--successes-positive",
+            "--guidance-reference",
+            "negative",
             "--output",
             str(output),
         )
     results = json.loads(outputs[0].read_text())
     assert results["advantage"]["negative_weight"] == 0.5 and results["advantage"]["successes_positive"]
+    assert results["guidance_reference"] == "negative"
     assert results["complete"] and results["seeds"] == [0] and results["threads"] == 1
     assert results["workers"] == 2 and json.loads(outputs[1].read_text())["workers"] == 1
     # In --arms order, whichever job finished first.
@@ -492,7 +495,7 @@ def test_recap_resume_runs_only_the_chains_a_stopped_run_lacks(tmp_path):
 def test_recap_guidance_holds_for_its_block_only(tmp_path):
     """Evaluation and collection run an ACTvantage policy at their scale; after the block, also a
     failed one, it is back at 1, what the next round fine-tunes; an arm without guidance is left
-    alone; a negative --collect-beta is refused."""
+    alone; a negative scale to collect or evaluate at is refused before any training."""
     from lerobot_policy_actvantage import ACTvantageConfig
 
     policy = types.SimpleNamespace(config=ACTvantageConfig(guidance_reference="negative"))
@@ -506,15 +509,16 @@ def test_recap_guidance_holds_for_its_block_only(tmp_path):
     with common.guidance(plain, None):
         pass
     assert vars(plain.config) == {}
-    refused = run_in_process(
-        BENCHMARKS / "bench_recap.py", ["--quick", "--collect-beta", "-1", "--output", tmp_path / "r.json"]
-    )
-    assert (
-        refused.returncode == 2
-        and "--collect-beta: ACTvantage guidance_scale must be a finite number >= 0, got -1.0"
-        in refused.stderr
-    )
-    assert not (tmp_path / "r.json").exists()
+    for script, flags in (
+        ("bench_recap.py", ["--collect-beta", "-1"]),
+        ("bench_recap.py", ["--guided-beta", "1.5,-1"]),
+        ("bench_actvantage_vs_act.py", ["--betas", "1,-1"]),
+    ):
+        refused = run_in_process(BENCHMARKS / script, ["--quick", *flags, "--output", tmp_path / "r.json"])
+        name = "--betas" if script == "bench_actvantage_vs_act.py" else "--collect-beta / --guided-beta"
+        assert refused.returncode == 2, refused.stderr
+        assert f"{name}: ACTvantage guidance_scale must be a finite number >= 0, got -1.0" in refused.stderr
+        assert not (tmp_path / "r.json").exists()
 
 
 def test_recap_filtered_bc_keeps_own_successes_and_corrections_only():
