@@ -116,20 +116,20 @@ ROUND_RECORD = "round.json"
 FINETUNE_STARTS = ("previous", "round0", "scratch")
 ROLLOUTS_REPO_ID = "local/rollouts"
 # LeRobot flags recap.py writes on a training command line after the user's `--` flags, so a user's
-# own would be overridden without a word: each is refused, naming recap.py's flag for it.
+# own would be overridden without a word: each is refused, saying what to give instead.
 OWN_TRAINING_FLAGS = {
-    "--policy.negative_weight": "--negative-weight",
-    "--policy.guidance_scale": "--guidance-scale",
-    "--policy.guidance_reference": "--guidance-reference",
-    "--steps": "--value-steps, --policy-steps or --finetune-steps",
-    "--save_freq": "--value-steps, --policy-steps or --finetune-steps",
-    "--output_dir": "--work-dir",
-    "--dataset.repo_id": "--dataset-repo-id",
-    "--dataset.root": "--dataset-root and --rollouts-root",
-    "--policy.type": "--recipe (each round trains a rewact value model and an actvantage policy)",
-    "--policy.path": "--finetune-from",
-    "--job_name": "--work-dir (each run is named after its model)",
-    "--policy.reward_loss_weight": "nothing: recap.py trains its value model at 1.0",
+    "--policy.negative_weight": "use --negative-weight",
+    "--policy.guidance_scale": "use --guidance-scale",
+    "--policy.guidance_reference": "use --guidance-reference",
+    "--steps": "use --value-steps, --policy-steps or --finetune-steps",
+    "--save_freq": "it saves once, at --value-steps, --policy-steps or --finetune-steps",
+    "--output_dir": "use --work-dir",
+    "--dataset.repo_id": "use --dataset-repo-id",
+    "--dataset.root": "use --dataset-root and --rollouts-root",
+    "--policy.type": "each round trains a rewact value model and an actvantage policy",
+    "--policy.path": "use --finetune-from",
+    "--job_name": "each run is named after its model",
+    "--policy.reward_loss_weight": "the value model trains at 1.0",
 }
 
 
@@ -282,7 +282,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     for flag in lerobot_flags:
         name = flag.split("=", 1)[0]
         if name in OWN_TRAINING_FLAGS:
-            parser.error(f"{name} after `--` is set by recap.py for each run; use {OWN_TRAINING_FLAGS[name]}")
+            parser.error(f"{name} after `--` is set by recap.py for each run: {OWN_TRAINING_FLAGS[name]}")
     return args, lerobot_flags
 
 
