@@ -262,15 +262,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
         parser.error(f"--negative-weight must lie in (0, 1], got {args.negative_weight}")
     # The policy's own rules, before any training; imported here because they load LeRobot, which
     # --help and the other flags' errors need not wait for.
-    from lerobot_policy_actvantage.configuration_actvantage import (
-        GUIDANCE_REFERENCES,
-        ACTvantageConfig,
-        check_choice,
-        check_guidance_scale,
-    )
+    from lerobot_policy_actvantage.configuration_actvantage import ACTvantageConfig, check_guidance_scale
 
     try:
-        check_choice("guidance_reference", args.guidance_reference, GUIDANCE_REFERENCES)
         check_guidance_scale(args.guidance_scale, ACTvantageConfig.advantage_dropout, args.guidance_reference)
     except ValueError as error:
         parser.error(f"--guidance-scale / --guidance-reference: {error}")

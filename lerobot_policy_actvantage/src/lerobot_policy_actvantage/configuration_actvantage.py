@@ -29,8 +29,10 @@ def check_advantage_injection(injection: str) -> str:
 
 
 def check_guidance_scale(guidance_scale: float, advantage_dropout: float, reference: str = "null") -> float:
-    """Validate β; guidance against the null indicator reads it, which only training with dropout
-    teaches (the negative indicator is trained on every negative frame)."""
+    """Validate β together with its `reference` (one of GUIDANCE_REFERENCES); guidance against the null
+    indicator reads it, which only training with dropout teaches (the negative indicator is trained
+    on every negative frame)."""
+    check_choice("guidance_reference", reference, GUIDANCE_REFERENCES)
     beta = float(guidance_scale)
     if not math.isfinite(beta) or beta < 0:
         raise ValueError(f"ACTvantage guidance_scale must be a finite number >= 0, got {guidance_scale!r}.")
@@ -103,7 +105,6 @@ class ACTvantageConfig(ACTVisionConfig):
             # `--policy.guidance_reference=null` on the command line: draccus reads `null` as None
             # (LeRobot 0.6.1) or as the text "None" (LeRobot 0.4.4).
             self.guidance_reference = "null"
-        check_choice("guidance_reference", self.guidance_reference, GUIDANCE_REFERENCES)
         check_guidance_scale(self.guidance_scale, self.advantage_dropout, self.guidance_reference)
         check_advantage_injection(self.advantage_injection)
         if self.advantage_file is not None and not str(self.advantage_file).strip():
